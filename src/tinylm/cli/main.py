@@ -1,0 +1,52 @@
+"""The `tinylm` command: one verb per workflow, each a thin layer over the Python API.
+
+Every command module exposes `register(subparsers)`, which adds its parser and sets
+`func` to a handler taking the parsed arguments and returning an exit code. Handlers
+import heavy modules (torch, transformers) lazily so `tinylm --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tinylm.errors import TinyLMError
+
+# Order here is the order in `tinylm --help`.
+COMMAND_MODULES = [
+    "tinylm.tasks.code2.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinylm",
+        description="Build, train, constrain, evaluate and serve small language models on a CPU.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except TinyLMError as e:
+        print(f"tinylm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tinylm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""ModelConfig: everything needed to rebuild a model, and nothing else.
+
+It is saved as `config.json` in every checkpoint, so every field is a plain JSON value.
+Validation lives here (not in the layers) so a bad value fails before any weights are
+allocated, with a message that names the field and the allowed choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from tinylm.errors import TinyLMError
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "position": ("learned", "sinusoidal", "rope"),
+    "norm": ("layernorm", "rmsnorm"),
+    "norm_placement": ("pre", "post"),
+    "ffn": ("relu", "gelu", "swiglu", "mlp3"),
+    "attention": ("sdpa", "explicit"),
+}
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 256
+    block_size: int = 256  # the context length: the most tokens the model ever sees at once
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None  # None = n_head (MHA); fewer = grouped-query attention (GQA)
+    n_embd: int = 128
+    ffn: str = "gelu"
+    ffn_hidden: int | None = None  # None = 4*n_embd, or ~8/3*n_embd for SwiGLU (same parameter count)
+    norm: str = "layernorm"
+    norm_placement: str = "pre"
+    norm_eps: float = 1e-5
+    position: str = "learned"
+    rope_theta: float = 10000.0
+    attention: str = "sdpa"  # "explicit" is the educational path: softmax over a causal mask
+    dropout: float = 0.0
+    bias: bool = True
+    tie_weights: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (e.g. the preset name)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def hidden_dim(self) -> int:
+        if self.ffn_hidden:
+            return self.ffn_hidden
+        if self.ffn == "swiglu":
+            # Three matrices instead of two: 2/3 of 4*d keeps the parameter count, rounded
+            # up to a multiple of 32 so matrix shapes stay friendly to the CPU's vector units.
+            return 32 * -(-int(8 * self.n_embd / 3) // 32)
+        return 4 * self.n_embd
+
+    def validate(self) -> None:
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise TinyLMError(f"config: {name}={value!r} is not one of {', '.join(allowed)}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise TinyLMError(f"config: {name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise TinyLMError(f"config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.n_kv_head is not None and (self.n_kv_head <= 0 or self.n_head % self.n_kv_head):
+            raise TinyLMError(f"config: n_kv_head={self.n_kv_head} must divide n_head={self.n_head}")
+        if self.position == "rope" and self.head_dim % 2:
+            raise TinyLMError(f"config: RoPE needs an even head size, got {self.head_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise TinyLMError(f"config: dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise TinyLMError(f"config: unknown field(s) {', '.join(unknown)}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise TinyLMError(f"config: {e}") from None

@@ -1,0 +1,84 @@
+"""Causal self-attention, multi-head (MHA) or grouped-query (GQA).
+
+Two paths compute the same numbers:
+- "explicit": the textbook formula, softmax(q k^T / sqrt(d) + mask) v, so a reader can see
+  every step (and print the attention weights);
+- "sdpa": PyTorch's fused `scaled_dot_product_attention`, faster and lighter on memory.
+GQA lets several query heads share one key/value head: the cache shrinks by n_head/n_kv_head,
+which is what makes decoding cheaper, at almost no loss in quality.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinylm.config import ModelConfig
+from tinylm.model.kv_cache import KVCache
+from tinylm.model.positions import RotaryEmbedding, rotate
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        # One fused projection for q, k and v: one matrix multiply instead of three.
+        self.qkv = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.explicit = cfg.attention == "explicit"
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        """x: (B, T, C). mask: bool (B or 1, 1, T, S), True = may attend; None = plain causal."""
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split(
+            [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim], dim=-1
+        )
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # now (B, H_kv, S, D) with S = past + T
+        # With no mask, T > 1 means a causal block starting at position 0; T == 1 (a decode
+        # step) may see every cached key, so it needs no mask at all.
+        causal = mask is None and T > 1
+        dropout = self.dropout if self.training else 0.0
+        if self.explicit:
+            y = self._explicit(q, k, v, mask, causal, dropout)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal,
+                enable_gqa=self.n_kv_head != self.n_head,
+            )
+        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
+        return self.resid_dropout(self.proj(y))
+
+    def _explicit(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+        mask: torch.Tensor | None, causal: bool, dropout: float,
+    ) -> torch.Tensor:
+        repeat = self.n_head // self.n_kv_head
+        if repeat > 1:  # each group of `repeat` query heads reads the same key/value head
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, S)
+        if causal:
+            T, S = scores.shape[-2:]
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril()
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = F.softmax(scores, dim=-1)
+        weights = F.dropout(weights, dropout) if dropout else weights
+        return weights @ v
