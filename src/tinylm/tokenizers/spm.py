@@ -50,7 +50,7 @@ class SentencePieceTokenizer(Tokenizer):
                 self.extra_tokens.append(SPECIAL_TOKENS[role])
             setattr(self, f"{role}_id", token_id)
         self.vocab_size = n + len(self.extra_tokens)
-        self._control = {i for i in range(n) if self.sp.is_control(i)}
+        self._special_ids = super().special_ids | {i for i in range(n) if self.sp.is_control(i)}
         self._bytes = [self._piece_bytes(i) for i in range(n)] + [b""] * len(self.extra_tokens)
         # With add_dummy_prefix (the default) "Hi" is encoded as "▁Hi" and decode drops
         # that first space again; detect the option from its effect.
@@ -82,7 +82,8 @@ class SentencePieceTokenizer(Tokenizer):
 
     @property
     def special_ids(self) -> set[int]:
-        return super().special_ids | self._control
+        """The four roles plus any other control pieces the model defines."""
+        return self._special_ids
 
     def _encode(self, text: str) -> list[int]:
         return self.sp.encode(text)
@@ -90,7 +91,7 @@ class SentencePieceTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
         """As SentencePiece decodes: a leading "▁" on the very first piece is not a space."""
         text = super().decode(ids, skip_special)
-        shown = (int(i) for i in ids if not (skip_special and int(i) in self.special_ids))
+        shown = (int(i) for i in ids if not (skip_special and int(i) in self._special_ids))
         if self.dummy_prefix and next(shown, None) in self._space_first:
             text = text[1:]
         return text

@@ -1,0 +1,37 @@
+"""`tinylm bench NAME [--json] [--quick]`: run a benchmark and print its figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from tinylm.bench import BENCHMARKS
+
+    p = subparsers.add_parser("bench", help="run a benchmark", description=__doc__)
+    p.add_argument("name", choices=sorted(BENCHMARKS), metavar="NAME", help=", ".join(BENCHMARKS))
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from tinylm import bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.time()
+    figures = bench.get(args.name)(quick=args.quick)
+    result = {"benchmark": args.name, "quick": args.quick, **figures, "machine": bench.machine(),
+              "wall_s": round(time.time() - started, 1)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {json.dumps(value)}")
+    return 0
