@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
-from tinylm.io import read_json, write_json
+from tinylm.io import current_umask, read_json, write_json
 from tinylm.model import GPT
 
 CONFIG_FILE = "config.json"
@@ -50,6 +50,7 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a checkpoint is readable like any folder
     try:
         write_json(tmp / CONFIG_FILE, model.config.to_dict())
         save_file(model_state(model), str(tmp / WEIGHTS_FILE))

@@ -1,0 +1,120 @@
+"""The Python API: `tinylm.load(path)` gives a LanguageModel that generates text.
+
+    import tinylm
+    lm = tinylm.load("runs/shakespeare/best")
+    print(lm.generate("ROMEO:", max_new_tokens=100, temperature=0.8))
+    for piece in lm.stream("JULIET:", max_new_tokens=50):
+        print(piece, end="", flush=True)
+
+The CLI, the server and the task evaluators all go through this object, so a model is
+loaded, encoded and decoded the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinylm.checkpoint import load_model
+from tinylm.errors import TinyLMError
+from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
+from tinylm.model import GPT
+from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, load_tokenizer
+
+
+@dataclass
+class LanguageModel:
+    model: GPT
+    tokenizer: Tokenizer
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.engine = Engine(self.model, self.tokenizer)
+
+    def generate(
+        self, prompt: str | list[str], logits_processor: LogitsProcessor | None = None, **settings: Any
+    ) -> str | list[str]:
+        """Complete one prompt (returns a string) or several (returns a list), batched."""
+        results = self.complete([prompt] if isinstance(prompt, str) else prompt, logits_processor, **settings)
+        texts = [r.text or "" for r in results]
+        return texts[0] if isinstance(prompt, str) else texts
+
+    def complete(
+        self, prompts: list[str], logits_processor: LogitsProcessor | None = None, **settings: Any
+    ) -> list[GenerationResult]:
+        """Like generate, but returns the full results (token ids, finish reason, counts)."""
+        return self.engine.generate(self.encode_prompts(prompts), generation_config(**settings), logits_processor)
+
+    def stream(self, prompt: str, logits_processor: LogitsProcessor | None = None, **settings: Any) -> Iterator[str]:
+        """Text pieces as they are generated."""
+        for event in self.engine.stream(self.encode_prompts([prompt])[0], generation_config(**settings), logits_processor):
+            if event.text:
+                yield event.text
+
+    def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
+        if not all(isinstance(p, str) for p in prompts):
+            raise TinyLMError("prompts must be strings")
+        # An empty prompt still needs one token to condition on: bos.
+        return [self.tokenizer.encode(p) or [self.tokenizer.bos_id] for p in prompts]
+
+    @torch.inference_mode()
+    def perplexity(self, text: str, stride: int | None = None) -> dict[str, float]:
+        """Mean next-token loss and perplexity of `text`, in windows of the model's context.
+
+        Each window after the first overlaps the previous one by `context - stride` tokens, and
+        only its last `stride` tokens are scored, so every token is predicted from at least
+        that much context (stride = context means disjoint windows, the fastest estimate).
+        """
+        ids = self.tokenizer.encode(text)
+        if len(ids) < 2:
+            raise TinyLMError("text too short to measure perplexity (needs at least 2 tokens)")
+        context = self.model.config.block_size
+        stride = min(stride or context, context)
+        total, count = 0.0, 0
+        self.model.eval()
+        for start in range(0, len(ids) - 1, stride):
+            begin = max(0, start + stride - context) if start else 0
+            window = torch.tensor(ids[begin : start + stride + 1])[None]
+            logits, _ = self.model(window[:, :-1])
+            targets = window[:, 1:].clone()
+            targets[:, : start - begin] = -100  # already scored by the previous window
+            loss = torch.nn.functional.cross_entropy(logits[0], targets[0], ignore_index=-100, reduction="sum")
+            total += loss.item()
+            count += int((targets != -100).sum())
+        mean = total / count
+        return {"loss": mean, "perplexity": math.exp(mean), "tokens": count}
+
+    def info(self) -> dict[str, Any]:
+        cfg = self.model.config
+        return {
+            "path": str(self.path) if self.path else None,
+            "config": cfg.to_dict(),
+            "parameters": self.model.num_params(),
+            "parameters_without_embeddings": self.model.num_params(exclude_embeddings=True),
+            "flops_per_token": self.model.flops_per_token(),
+            "weight_bytes": sum(p.numel() * p.element_size() for p in self.model.parameters()),
+            "tokenizer": {"kind": self.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size},
+        }
+
+
+def generation_config(**settings: Any) -> GenerationConfig:
+    """A GenerationConfig from keyword settings; unknown names are a user error, not a TypeError."""
+    try:
+        return GenerationConfig(**settings)
+    except TypeError as e:
+        raise TinyLMError(f"generation settings: {e}") from None
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> LanguageModel:
+    """Load a checkpoint folder (config.json + model.safetensors + tokenizer.json)."""
+    path = Path(path)
+    model = load_model(path, device=device)
+    if not (path / TOKENIZER_FILENAME).is_file():
+        raise TinyLMError(f"checkpoint {path} has no {TOKENIZER_FILENAME}")
+    return LanguageModel(model, load_tokenizer(path / TOKENIZER_FILENAME), path)

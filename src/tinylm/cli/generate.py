@@ -1,0 +1,57 @@
+"""`tinylm generate CKPT [PROMPT]`: complete a prompt once, or `-i` for a prompt loop."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from tinylm.cli.common import add_sampling_args, sampling_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("generate", help="generate text from a checkpoint", description=__doc__)
+    p.add_argument("checkpoint")
+    p.add_argument("prompt", nargs="?", default="", help="the text to continue (default: empty)")
+    p.add_argument("-i", "--interactive", action="store_true", help="read prompts in a loop (Ctrl-D to quit)")
+    p.add_argument("--no-stream", action="store_true", help="print the completion when it is finished")
+    add_sampling_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tinylm
+
+    lm = tinylm.load(args.checkpoint)
+    settings = sampling_settings(args)
+    if not args.interactive:
+        complete(lm, args.prompt, settings, stream=not args.no_stream)
+        return 0
+    while True:
+        try:
+            prompt = input("> ")
+        except EOFError:
+            print()
+            return 0
+        complete(lm, prompt, settings, stream=True)
+
+
+def complete(lm, prompt: str, settings: dict, stream: bool) -> None:
+    """Print prompt + completion (streamed piece by piece), then tokens and speed on stderr."""
+    from tinylm.api import generation_config
+
+    started = time.perf_counter()
+    sys.stdout.write(prompt)
+    if stream and settings["num_beams"] == 1:
+        tokens = 0
+        for event in lm.engine.stream(lm.encode_prompts([prompt])[0], generation_config(**settings)):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+            tokens += event.token_id is not None
+    else:
+        [result] = lm.complete([prompt], **settings)
+        sys.stdout.write(result.text or "")
+        tokens = result.completion_tokens
+    sys.stdout.write("\n")
+    elapsed = time.perf_counter() - started
+    print(f"[{tokens} tokens in {elapsed:.2f}s, {tokens / max(elapsed, 1e-9):.1f} tokens/s]", file=sys.stderr)
