@@ -15,6 +15,11 @@ from tinylm.errors import TinyLMError
 
 # Order here is the order in `tinylm --help`.
 COMMAND_MODULES = [
+    "tinylm.cli.train",
+    "tinylm.cli.generate",
+    "tinylm.cli.inspect",
+    "tinylm.cli.export_hf",
+    "tinylm.cli.bench",
     "tinylm.tasks.code2.cli",
 ]
 

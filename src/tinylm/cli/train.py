@@ -1,0 +1,261 @@
+"""`tinylm train`: train a model on text files, Tiny Shakespeare or prompt/completion pairs.
+
+    tinylm train --shakespeare --tokenizer char --preset gpt2-style-nano --out runs/shk
+    tinylm train --data a.txt b.txt --tokenizer bpe --vocab-size 2048 --preset llama-style-micro --out runs/ab
+    tinylm train --pairs train.jsonl --val-pairs val.jsonl --set block_size=128 --out runs/pairs
+    tinylm train --out runs/shk --resume --max-steps 4000     # continue (here: for longer)
+
+The run folder holds everything needed to resume: data/ (the tokenized corpus or copied
+pairs, and the tokenizer), train_config.json, last/ and best/ checkpoints, metrics.jsonl,
+tensorboard/ and loss.png. With --resume, the model, tokenizer, data and training config
+come from that folder; training flags given on the command line override the saved ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from tinylm.errors import TinyLMError
+
+# TrainConfig field -> (flag, type, help). Defaults are None so a resumed run can tell
+# which flags were given (and override only those); the help shows TrainConfig's defaults.
+TRAIN_FLAGS: dict[str, tuple[str, type, str]] = {
+    "max_steps": ("--max-steps", int, "optimizer steps"),
+    "batch_size": ("--batch-size", int, "sequences per micro-batch"),
+    "grad_accum": ("--grad-accum", int, "micro-batches per optimizer step"),
+    "lr": ("--lr", float, "peak learning rate"),
+    "min_lr": ("--min-lr", float, "learning rate at the end of the decay"),
+    "warmup_steps": ("--warmup-steps", int, "linear warm-up steps"),
+    "decay": ("--decay", str, "lr decay: cosine, linear or constant"),
+    "weight_decay": ("--weight-decay", float, "AdamW weight decay on weight matrices"),
+    "grad_clip": ("--grad-clip", float, "max gradient norm, 0 = off"),
+    "eval_every": ("--eval-every", int, "steps between evaluations, 0 = at the end only"),
+    "eval_batches": ("--eval-batches", int, "batches per evaluation"),
+    "patience": ("--patience", int, "early stopping after N evaluations without improvement, 0 = off"),
+    "save_every": ("--save-every", int, "steps between last/ checkpoints, 0 = at the end only"),
+    "log_every": ("--log-every", int, "steps between metric rows"),
+    "time_budget_s": ("--time-budget", float, "stop after this many seconds, 0 = no limit"),
+    "token_budget": ("--token-budget", int, "stop after this many training tokens, 0 = no limit"),
+    "seed": ("--seed", int, "random seed"),
+    "dtype": ("--dtype", str, "float32, or bfloat16 (CPU autocast)"),
+    "num_threads": ("--threads", int, "torch CPU threads, 0 = torch's choice"),
+}
+DATA_FOLDER = "data"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model on a text corpus or prompt/completion pairs",
+        description="Train a model (tokenizer, data preparation, training, checkpoints, samples) into --out; "
+                    "--resume continues an interrupted or finished run from OUT/last.",
+    )
+    data = p.add_argument_group("data (one of --data, --shakespeare, --pairs; none with --resume)")
+    data.add_argument("--data", nargs="+", metavar="FILE", help="UTF-8 text files (split 90/5/5 into train/val/test)")
+    data.add_argument("--shakespeare", action="store_true", help="Tiny Shakespeare (downloaded once, or --shakespeare-path)")
+    data.add_argument("--shakespeare-path", metavar="PATH", help="a local copy of Tiny Shakespeare")
+    data.add_argument("--pairs", metavar="TRAIN.jsonl", help='prompt/completion pairs, one {"input", "output"} object a line')
+    data.add_argument("--val-pairs", metavar="VAL.jsonl", help="validation pairs (with --pairs; without them, no evaluation)")
+    model = p.add_argument_group("model and tokenizer")
+    model.add_argument("--tokenizer", choices=("char", "bpe"), help="tokenizer to train on the data (default char)")
+    model.add_argument("--vocab-size", type=int, metavar="N", help="BPE vocabulary size (default 1024)")
+    model.add_argument("--preset", metavar="NAME", help="model preset (default gpt2-style-nano); see tinylm.presets")
+    model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="override a model config field, e.g. --set n_layer=2 --set dropout=0.1 (repeatable)")
+    run = p.add_argument_group("run")
+    run.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    run.add_argument("--samples", type=int, default=1, metavar="N", help="samples to print at the end (default 1)")
+    run.add_argument("--sample-tokens", type=int, default=200, metavar="N", help="tokens per sample (default 200)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    import dataclasses
+
+    from tinylm.training.config import TrainConfig  # a plain dataclass: no torch import
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    train = p.add_argument_group("training (with --resume, these override the run's saved values)")
+    for field, (flag, kind, help_text) in TRAIN_FLAGS.items():
+        metavar = {int: "N", float: "X"}.get(kind, field.upper())
+        train.add_argument(flag, dest=field, type=kind, default=None, metavar=metavar,
+                           help=f"{help_text} (default {defaults[field]})")
+    train.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
+                       help="do not write TensorBoard events")
+    p.set_defaults(func=_train)
+
+
+def _given_train_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields = [*TRAIN_FLAGS, "compile", "tensorboard"]
+    return {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["n_layer=2", "position=rope"] -> {"n_layer": 2, "position": "rope"} (values read as JSON, else text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TinyLMError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _text_datasets(folder: Path, block_size: int):
+    from tinylm.data import TextDataset
+    from tinylm.io import read_json
+
+    counts = read_json(folder / "meta.json")["counts"]
+    for split in ("train", "val"):
+        if counts[split] < block_size + 1:
+            raise TinyLMError(
+                f"corpus too small: the {split} split has {counts[split]} tokens, a window needs block_size + 1 = "
+                f"{block_size + 1}; use more text or a smaller --set block_size=N"
+            )
+    return TextDataset(folder / "train.bin", block_size), TextDataset(folder / "val.bin", block_size)
+
+
+def _paired_datasets(train_pairs: list[dict], val_pairs: list[dict] | None, tokenizer, block_size: int):
+    from tinylm.data import PairedDataset
+
+    train = PairedDataset(train_pairs, tokenizer, block_size)
+    val = PairedDataset(val_pairs, tokenizer, block_size) if val_pairs else None
+    return train, val
+
+
+def _fresh_setup(args: argparse.Namespace):
+    """Tokenizer, prepared data, model config and TrainConfig for a new run."""
+    from tinylm.data import prepare_corpus, read_pairs, tinyshakespeare_path
+    from tinylm.io import atomic_write
+    from tinylm.presets import model_config
+    from tinylm.tokenizers import TOKENIZER_FILENAME, read_text, train_tokenizer
+    from tinylm.training import TrainConfig
+
+    out = Path(args.out)
+    if (out / "last").exists():
+        raise TinyLMError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    sources = [bool(args.data), args.shakespeare or bool(args.shakespeare_path), bool(args.pairs)]
+    if sum(sources) != 1:
+        raise TinyLMError("give exactly one data source: --data FILE..., --shakespeare or --pairs TRAIN.jsonl")
+    if args.val_pairs and not args.pairs:
+        raise TinyLMError("--val-pairs goes with --pairs")
+    kind = args.tokenizer or "char"
+    # Validate the model and training settings before the (slow) tokenizer training.
+    overrides = parse_overrides(args.overrides)
+    if "vocab_size" in overrides:
+        raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe")
+    preset = args.preset or "gpt2-style-nano"
+    model_config(preset, **overrides)
+    cfg = TrainConfig(out_dir=str(out), **_given_train_fields(args))
+    data_dir = out / DATA_FOLDER
+    if args.pairs:
+        train_pairs = read_pairs(args.pairs)
+        val_pairs = read_pairs(args.val_pairs) if args.val_pairs else None
+        tokenizer = train_tokenizer(kind, [f"{p['input']}\n{p['output']}" for p in train_pairs], args.vocab_size)
+        for name, path in (("train.jsonl", args.pairs), ("val.jsonl", args.val_pairs)):
+            if path:  # a copy, so the run folder alone is enough to resume
+                with atomic_write(data_dir / name, "wb") as f:
+                    f.write(Path(path).read_bytes())
+        tokenizer.save(data_dir / TOKENIZER_FILENAME)
+        model_cfg = model_config(preset, **{**overrides, "vocab_size": tokenizer.vocab_size})
+        train, val = _paired_datasets(train_pairs, val_pairs, tokenizer, model_cfg.block_size)
+    else:
+        paths = [Path(p) for p in args.data] if args.data else [tinyshakespeare_path(args.shakespeare_path)]
+        for path in paths:
+            if not read_text(path):
+                raise TinyLMError(f"corpus file is empty: {path}")
+        tokenizer = train_tokenizer(kind, paths, args.vocab_size)
+        prepare_corpus(paths, tokenizer, data_dir)
+        model_cfg = model_config(preset, **{**overrides, "vocab_size": tokenizer.vocab_size})
+        train, val = _text_datasets(data_dir, model_cfg.block_size)
+    return model_cfg, tokenizer, train, val, cfg
+
+
+def _resume_setup(args: argparse.Namespace):
+    """Everything from the run folder, with the training flags given now applied on top."""
+    from tinylm.checkpoint import load_config, recover_interrupted_save
+    from tinylm.io import read_json
+    from tinylm.tokenizers import load_tokenizer
+    from tinylm.training import TrainConfig
+
+    out = Path(args.out)
+    given = [flag for flag, used in (
+        ("--data", args.data), ("--shakespeare", args.shakespeare or args.shakespeare_path),
+        ("--pairs", args.pairs or args.val_pairs), ("--tokenizer", args.tokenizer),
+        ("--vocab-size", args.vocab_size), ("--preset", args.preset), ("--set", args.overrides),
+    ) if used]
+    if given:
+        raise TinyLMError(f"--resume takes the model and data from {out}; drop {', '.join(given)}")
+    last = out / "last"
+    recover_interrupted_save(last)
+    if not last.is_dir():
+        raise TinyLMError(f"nothing to resume: {last} does not exist")
+    model_cfg = load_config(last)
+    tokenizer = load_tokenizer(last)
+    saved = read_json(out / "train_config.json")
+    cfg = TrainConfig.from_dict({**saved, **_given_train_fields(args), "out_dir": str(out)})
+    data_dir = out / DATA_FOLDER
+    if (data_dir / "train.bin").is_file():
+        train, val = _text_datasets(data_dir, model_cfg.block_size)
+    else:
+        from tinylm.data import read_pairs
+
+        val_file = data_dir / "val.jsonl"
+        val_pairs = read_pairs(val_file) if val_file.is_file() else None
+        train, val = _paired_datasets(read_pairs(data_dir / "train.jsonl"), val_pairs, tokenizer, model_cfg.block_size)
+    return model_cfg, tokenizer, train, val, cfg
+
+
+def _print_samples(model, tokenizer, data, n: int, n_tokens: int, seed: int) -> None:
+    """Sample from the model: answers to the first prompts of paired data, or fresh text."""
+    from tinylm.data import PairedDataset
+    from tinylm.generation import Engine, GenerationConfig
+
+    if n <= 0 or n_tokens <= 0:
+        return
+    paired = isinstance(data, PairedDataset)
+    if paired:
+        prompts = [ids[:prompt_len] for ids, prompt_len in data.examples[:n]]
+    else:
+        # eos ends every document in the corpus, so what follows it is the start of a new one.
+        prompts = [[tokenizer.eos_id]] * n
+    # Samples stop at the model's context length (the engine does not slide its window).
+    config = GenerationConfig(max_new_tokens=n_tokens, temperature=0.8, seed=seed)
+    for i, (prompt, result) in enumerate(zip(prompts, Engine(model, tokenizer).generate(prompts, config)), 1):
+        shown = f" {tokenizer.decode(prompt)!r} ->" if paired else ""
+        print(f"--- sample {i}:{shown}\n{result.text}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from tinylm.model import GPT
+    from tinylm.training import Trainer
+
+    if args.samples < 0 or args.sample_tokens < 0:
+        raise TinyLMError("--samples and --sample-tokens must be >= 0")
+    model_cfg, tokenizer, train, val, cfg = _resume_setup(args) if args.resume else _fresh_setup(args)
+    torch.manual_seed(cfg.seed)  # the initial weights (replaced by the checkpoint's on --resume)
+    model = GPT(model_cfg)
+    if not args.quiet:
+        print(f"model: {model.num_params():,} parameters, {model_cfg.n_layer} layers, context {model_cfg.block_size}, "
+              f"vocabulary {model_cfg.vocab_size} ({tokenizer.kind})")
+    trainer = Trainer(model, train, val, cfg, tokenizer, quiet=args.quiet)
+    result = trainer.fit(resume=args.resume)
+    out = Path(result.out_dir)
+    best = ""
+    if result.best_val_loss is not None:
+        best = f", best val loss {result.best_val_loss:.4f} at step {result.best_step} ({out / 'best'})"
+    print(f"stopped ({result.stop_reason}) at step {result.steps}, {result.tokens:,} tokens, "
+          f"{result.elapsed_s:.1f}s; checkpoint {out / 'last'}{best}")
+    if result.best_step is not None and args.samples:
+        from tinylm.checkpoint import load_model
+
+        model = load_model(out / "best")
+        print(f"samples from {out / 'best'} (step {result.best_step}):")
+    _print_samples(model, tokenizer, val if val is not None else train, args.samples, args.sample_tokens, cfg.seed)
+    return 0
