@@ -117,3 +117,19 @@ def test_existing_run_needs_resume_and_resume_takes_no_data_flags(tmp_path, corp
     assert "--resume" in _err_line(capsys)
     assert cli.main(["train", "--data", str(corpus), "--out", out, "--resume", *FAST]) == 2
     assert "drop --data" in _err_line(capsys)
+
+
+def test_recipe_sets_preset_tokenizer_and_training_but_flags_win(tmp_path, corpus):
+    from tinylm.presets import recipe
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(corpus), "--recipe", "shakespeare-char", "--set", "block_size=16",
+            "--out", str(out), "--max-steps", "2", *FAST]
+    assert cli.main(argv) == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    wanted = recipe("shakespeare-char")["train"]
+    assert saved["lr"] == wanted["lr"] and saved["weight_decay"] == wanted["weight_decay"]
+    assert saved["batch_size"] == 8  # given in FAST
+    assert saved["max_steps"] == 2  # the explicit flag beats the recipe
+    config = json.loads((out / "last" / "config.json").read_text())
+    assert config["position"] == "rope" and config["block_size"] == 16

@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--tokenizer", choices=("char", "bpe"), help="tokenizer to train on the data (default char)")
     model.add_argument("--vocab-size", type=int, metavar="N", help="BPE vocabulary size (default 1024)")
     model.add_argument("--preset", metavar="NAME", help="model preset (default gpt2-style-nano); see tinylm.presets")
+    model.add_argument("--recipe", metavar="NAME", help="a measured recipe from tinylm.presets.RECIPES: preset, tokenizer "
+                       "and training settings (flags given explicitly still win), e.g. shakespeare-char")
     model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override a model config field, e.g. --set n_layer=2 --set dropout=0.1 (repeatable)")
     run = p.add_argument_group("run")
@@ -131,7 +133,7 @@ def _fresh_setup(args: argparse.Namespace):
     """Tokenizer, prepared data, model config and TrainConfig for a new run."""
     from tinylm.data import prepare_corpus, read_pairs, tinyshakespeare_path
     from tinylm.io import atomic_write
-    from tinylm.presets import model_config
+    from tinylm.presets import model_config, recipe
     from tinylm.tokenizers import TOKENIZER_FILENAME, read_text, train_tokenizer
     from tinylm.training import TrainConfig
 
@@ -143,14 +145,15 @@ def _fresh_setup(args: argparse.Namespace):
         raise TinyLMError("give exactly one data source: --data FILE..., --shakespeare or --pairs TRAIN.jsonl")
     if args.val_pairs and not args.pairs:
         raise TinyLMError("--val-pairs goes with --pairs")
-    kind = args.tokenizer or "char"
+    rec = recipe(args.recipe) if args.recipe else {}
+    kind = args.tokenizer or rec.get("tokenizer", "char")
     # Validate the model and training settings before the (slow) tokenizer training.
-    overrides = parse_overrides(args.overrides)
+    overrides = {**rec.get("model", {}), **parse_overrides(args.overrides)}
     if "vocab_size" in overrides:
         raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe")
-    preset = args.preset or "gpt2-style-nano"
+    preset = args.preset or rec.get("preset", "gpt2-style-nano")
     model_config(preset, **overrides)
-    cfg = TrainConfig(out_dir=str(out), **_given_train_fields(args))
+    cfg = TrainConfig(out_dir=str(out), **{**rec.get("train", {}), **_given_train_fields(args)})
     data_dir = out / DATA_FOLDER
     if args.pairs:
         train_pairs = read_pairs(args.pairs)
@@ -186,7 +189,8 @@ def _resume_setup(args: argparse.Namespace):
     given = [flag for flag, used in (
         ("--data", args.data), ("--shakespeare", args.shakespeare or args.shakespeare_path),
         ("--pairs", args.pairs or args.val_pairs), ("--tokenizer", args.tokenizer),
-        ("--vocab-size", args.vocab_size), ("--preset", args.preset), ("--set", args.overrides),
+        ("--vocab-size", args.vocab_size), ("--preset", args.preset), ("--recipe", args.recipe),
+        ("--set", args.overrides),
     ) if used]
     if given:
         raise TinyLMError(f"--resume takes the model and data from {out}; drop {', '.join(given)}")

@@ -1,0 +1,105 @@
+"""train-shakespeare-char: nanoGPT's CPU recipe against tinylm's fastest preset, in one run.
+
+(a) The reference: recipe `nanogpt-shakespeare-char` (gpt2-style, 4 layers, 4 heads, 128 dims,
+    context 64, batch 12, 2000 iterations, lr 1e-3, dropout 0, AdamW). We record its training
+    wall time and final validation loss.
+(b) Recipe `shakespeare-char`: we record when it first reaches the reference's final validation
+    loss, and its validation loss once it has trained as long as the reference did.
+
+Validation is the last 10 % of the text (nanoGPT's split: our val and test splits together),
+scored in full, window by window, so the loss has no sampling noise. Only optimizer steps are
+timed; evaluations pause the clock. Anchor: nanoGPT reaches 1.886 in about 85 s on 2 cores.
+Goals: (a) 1.89 or better; (b) the reference's loss in at most half its time, and 1.70 or
+below in the reference's time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinylm.data import TextDataset, prepare_corpus, tinyshakespeare_path
+from tinylm.model import GPT
+from tinylm.presets import model_config, recipe
+from tinylm.tokenizers import read_text, train_tokenizer
+from tinylm.training import TrainConfig, Trainer
+
+EVAL_BATCH = 256
+
+
+@torch.no_grad()
+def full_val_loss(model: GPT, val_sets: list[TextDataset]) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for data in val_sets:
+        for x, y in data.iter_eval_batches(EVAL_BATCH):
+            _, loss = model(x, y)
+            total += loss.item() * y.numel()
+            count += y.numel()
+    model.train()
+    return total / count
+
+
+def train_timed(
+    name: str, data_dir: Path, vocab_size: int, *, eval_every: int, max_steps: int | None = None,
+    stop_at_s: float | None = None, target: float | None = None,
+) -> dict[str, Any]:
+    """Train one recipe, timing only the optimizer steps; evaluate every `eval_every` steps."""
+    r = recipe(name)
+    cfg = model_config(r["preset"], vocab_size=vocab_size, **r["model"])
+    train_cfg = TrainConfig(**{**r["train"], "max_steps": max_steps or r["train"]["max_steps"]},
+                            out_dir=str(data_dir / name), eval_every=0, save_every=0, tensorboard=False)
+    train = TextDataset(data_dir / "train.bin", cfg.block_size)
+    val = [TextDataset(data_dir / f"{split}.bin", cfg.block_size) for split in ("val", "test")]
+    model = GPT(cfg)
+    trainer = Trainer(model, train, None, train_cfg, quiet=True)
+    curve, train_s, reached_at = [], 0.0, None
+    while trainer.progress.step < train_cfg.max_steps:
+        t0 = time.perf_counter()
+        trainer.train_step()
+        train_s += time.perf_counter() - t0
+        trainer.progress.step += 1
+        step = trainer.progress.step
+        if step % eval_every == 0 or step == train_cfg.max_steps or (stop_at_s and train_s >= stop_at_s):
+            loss = full_val_loss(model, val)
+            curve.append({"step": step, "train_s": round(train_s, 2), "val_loss": round(loss, 4)})
+            if target is not None and reached_at is None and loss <= target:
+                reached_at = train_s
+            if stop_at_s and train_s >= stop_at_s:
+                break
+    return {"recipe": name, "parameters": model.num_params(), "steps": trainer.progress.step,
+            "tokens": trainer.progress.step * train_cfg.batch_size * cfg.block_size,
+            "train_s": round(train_s, 2), "final_val_loss": curve[-1]["val_loss"], "curve": curve,
+            "reached_target_s": None if reached_at is None else round(reached_at, 2)}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    source = tinyshakespeare_path()
+    text = read_text(source)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        tokenizer = train_tokenizer("char", [text])
+        prepare_corpus([source], tokenizer, data_dir, split=(0.9, 0.05, 0.05))
+        ref_steps = 100 if quick else None
+        ref = train_timed("nanogpt-shakespeare-char", data_dir, tokenizer.vocab_size,
+                          eval_every=ref_steps or 500, max_steps=ref_steps)
+        fast = train_timed("shakespeare-char", data_dir, tokenizer.vocab_size, eval_every=20 if quick else 50,
+                           stop_at_s=ref["train_s"], target=ref["final_val_loss"], max_steps=100 if quick else None)
+    reached = fast["reached_target_s"]
+    return {
+        "reference": {k: ref[k] for k in ("recipe", "parameters", "steps", "tokens", "train_s", "final_val_loss")},
+        "fast": {
+            **{k: fast[k] for k in ("recipe", "parameters", "steps", "tokens", "train_s")},
+            "seconds_to_reference_loss": reached,
+            "val_loss_at_reference_time": fast["final_val_loss"],
+            "time_ratio": None if reached is None else round(reached / ref["train_s"], 3),
+        },
+        "fast_curve": fast["curve"],
+        "anchor": {"nanogpt_val_loss": 1.886, "nanogpt_seconds_2_cores": 85},
+        "goal": {"reference_val_loss": "<= 1.89", "time_ratio": "<= 0.5", "val_loss_at_reference_time": "<= 1.70"},
+    }
