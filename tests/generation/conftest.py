@@ -23,16 +23,6 @@ def build_model(seed: int = 0, scale: float = 0.0, **overrides) -> GPT:
     return model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second thread cannot help, and when other processes load the
-    cores, intra-op threads waiting on each other make each forward ~40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def make_model():
     return build_model
