@@ -41,16 +41,19 @@ def complete(lm, prompt: str, settings: dict, stream: bool) -> None:
     from tinylm.api import generation_config
 
     started = time.perf_counter()
-    sys.stdout.write(prompt)
     if stream and settings["num_beams"] == 1:
+        # The engine checks the prompt and settings when the stream is created: errors come
+        # before anything is printed.
+        events = lm.engine.stream(lm.encode_prompts([prompt])[0], generation_config(**settings))
+        sys.stdout.write(prompt)
         tokens = 0
-        for event in lm.engine.stream(lm.encode_prompts([prompt])[0], generation_config(**settings)):
+        for event in events:
             sys.stdout.write(event.text)
             sys.stdout.flush()
             tokens += event.token_id is not None
     else:
         [result] = lm.complete([prompt], **settings)
-        sys.stdout.write(result.text or "")
+        sys.stdout.write(prompt + (result.text or ""))
         tokens = result.completion_tokens
     sys.stdout.write("\n")
     elapsed = time.perf_counter() - started
