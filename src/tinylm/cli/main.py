@@ -17,6 +17,8 @@ from tinylm.errors import TinyLMError
 COMMAND_MODULES = [
     "tinylm.cli.train",
     "tinylm.cli.generate",
+    "tinylm.cli.chat",
+    "tinylm.cli.serve",
     "tinylm.cli.inspect",
     "tinylm.cli.export_hf",
     "tinylm.cli.bench",

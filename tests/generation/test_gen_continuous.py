@@ -1,0 +1,139 @@
+"""ContinuousBatch against the offline engine: rows that join a running batch at any step,
+with their own settings, must produce what they produce alone."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tinylm.generation import ContinuousBatch, Engine, GenerationConfig, LogitsProcessor
+from tinylm.tokenizers import CharTokenizer
+
+TOK = CharTokenizer("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,.:;!?\n")
+
+
+@pytest.fixture
+def model(make_model):
+    return make_model(seed=3, scale=0.3, vocab_size=TOK.vocab_size, block_size=48, position="rope")
+
+
+def run(model, arrivals: dict[int, list[tuple[list[list[int]], GenerationConfig]]], processors=None):
+    """Add each request at its step; return every group's token lists and texts when all are done."""
+    batch = ContinuousBatch(model, TOK)
+    groups, step = [], 0
+    out: dict[int, dict[int, list[int]]] = {}
+    while step <= max(arrivals) or batch.num_rows:
+        for prompts, cfg in arrivals.get(step, []):
+            proc = (processors or {}).get(len(groups))
+            groups.append(batch.add(prompts, cfg, proc, owner=len(groups)))
+        for group, event in batch.step():
+            if event.token_id is not None:
+                out.setdefault(group.owner, {}).setdefault(event.row, []).append(event.token_id)
+        step += 1
+        assert batch._cache is None or batch._cache.length <= model.config.block_size
+    return groups, out
+
+
+def alone(model, prompts, cfg):
+    return Engine(model, TOK).generate(prompts, cfg)
+
+
+def test_greedy_rows_joining_at_any_step_equal_generation_alone(model):
+    rng = random.Random(0)
+    requests = {}
+    for step in (0, 0, 1, 3, 4, 9, 10, 17):
+        length = rng.randint(1, 30)
+        prompt = [rng.randrange(4, 60) for _ in range(length)]
+        cfg = GenerationConfig(temperature=0, max_new_tokens=rng.randint(3, 25))
+        requests.setdefault(step, []).append(([prompt], cfg))
+    groups, out = run(model, requests)
+    flat = [r for step in sorted(requests) for r in requests[step]]
+    for g, (prompts, cfg) in enumerate(flat):
+        [ref] = alone(model, prompts, cfg)
+        assert out[g][0] == ref.token_ids, g
+        assert groups[g].rows[0].text.text == ref.text
+        assert groups[g].rows[0].finish_reason == ref.finish_reason
+
+
+def test_a_longer_prompt_shifts_the_rows_already_running(model):
+    short = GenerationConfig(temperature=0, max_new_tokens=20)
+    requests = {0: [([[5, 6]], short)], 2: [([list(range(10, 40))], short)], 5: [([[7]], short)]}
+    _, out = run(model, requests)
+    assert out[0][0] == alone(model, [[5, 6]], short)[0].token_ids
+    assert out[1][0] == alone(model, [list(range(10, 40))], short)[0].token_ids
+    assert out[2][0] == alone(model, [[7]], short)[0].token_ids
+
+
+def test_each_request_keeps_its_own_sampling_settings(model):
+    seeded = GenerationConfig(temperature=1.3, top_k=20, seed=7, max_new_tokens=12)
+    penalized = GenerationConfig(temperature=0, presence_penalty=1.5, frequency_penalty=0.5,
+                                 repetition_penalty=1.3, max_new_tokens=12)
+    stopped = GenerationConfig(temperature=0, stop_strings=("e", "a"), max_new_tokens=30)
+    p1, p2, p3 = [[9, 10, 11], [9, 10, 11]], [[20, 21]], [[30, 31, 32, 33]]
+    requests = {0: [(p1, seeded), (p2, penalized)], 2: [(p3, stopped)]}
+    groups, out = run(model, requests)
+    for g, (prompts, cfg) in enumerate([(p1, seeded), (p2, penalized), (p3, stopped)]):
+        refs = alone(model, prompts, cfg)
+        for row, ref in enumerate(refs):
+            assert out[g][row] == ref.token_ids, (g, row)
+            assert groups[g].rows[row].text.text == ref.text
+
+
+class Only(LogitsProcessor):
+    """Allow only the given ids; finished after `n` tokens."""
+
+    def __init__(self, ids, n):
+        self.ids, self.n, self.count = ids, n, {}
+
+    def __call__(self, logits, rows, generated):
+        keep = logits[:, self.ids].clone()
+        logits.fill_(float("-inf"))
+        logits[:, self.ids] = keep
+
+    def advance(self, row, token):
+        self.count[row] = self.count.get(row, 0) + 1
+
+    def is_finished(self, row):
+        return self.count.get(row, 0) >= self.n
+
+
+def test_a_processor_applies_to_its_own_request_only(model):
+    cfg = GenerationConfig(temperature=0, max_new_tokens=10)
+    requests = {0: [([[12, 13]], cfg), ([[12, 13]], cfg)]}
+    groups, out = run(model, requests, processors={1: Only([5, 6], 4)})
+    assert out[0][0] == alone(model, [[12, 13]], cfg)[0].token_ids
+    assert set(out[1][0]) <= {5, 6} and len(out[1][0]) == 4
+    assert groups[1].rows[0].finish_reason == "stop"
+
+
+def test_cancel_drops_rows_and_memory_stays_bounded(model):
+    batch = ContinuousBatch(model, TOK)
+    cfg = GenerationConfig(temperature=0, max_new_tokens=40)
+    keep = batch.add([[5] * 20], cfg)
+    gone = batch.add([[6, 7]], cfg)
+    batch.step()
+    batch.cancel(gone)
+    assert batch.num_rows == 1 and gone.rows[0].finish_reason == "cancelled"
+    assert all(group is keep for group, _ in batch.step())
+    # Many short requests through one long-lived batch: the cache never outgrows the context.
+    peak = 0
+    for i in range(60):
+        batch.add([[8 + i % 40] * (1 + i % 7)], GenerationConfig(temperature=0, max_new_tokens=5))
+        batch.step()
+        peak = max(peak, batch.cache_slots)
+    while batch.num_rows:
+        batch.step()
+    assert batch.cache_slots == 0
+    assert peak <= 16 * model.config.block_size
+
+
+def test_prompts_are_checked(model):
+    from tinylm.errors import TinyLMError
+
+    batch = ContinuousBatch(model, TOK)
+    with pytest.raises(TinyLMError):
+        batch.add([list(range(4, 4 + 49))], GenerationConfig())
+    with pytest.raises(TinyLMError):
+        batch.add([[]], GenerationConfig())
+    assert batch.num_rows == 0
