@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "kv-cache": "tinylm.bench.kv_cache",
     "decode": "tinylm.bench.decode",
     "serve": "tinylm.bench.serve",
+    "grammar": "tinylm.bench.grammar",
 }
 
 

@@ -21,6 +21,26 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=None)
 
 
+def add_grammar_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("grammar (constrained decoding with XGrammar; at most one)").add_mutually_exclusive_group()
+    g.add_argument("--grammar", metavar="NAME|FILE",
+                   help="a GBNF/EBNF file, or a built-in: code2-thesis, code2-full, arithmetic, json")
+    g.add_argument("--regex", metavar="PATTERN", help="the whole output must match this regular expression")
+    g.add_argument("--json-schema", metavar="FILE", help="the output is compact JSON valid under this schema")
+
+
+def grammar_processor(args: argparse.Namespace, lm: Any) -> Any:
+    """The GrammarProcessor the grammar flags ask for, or None (compiled before any generation starts)."""
+    if args.grammar is None and args.regex is None and args.json_schema is None:
+        return None
+    from pathlib import Path
+
+    from tinylm.constrain import constrain
+
+    schema = Path(args.json_schema) if args.json_schema is not None else None
+    return constrain(lm, args.grammar, regex=args.regex, json_schema=schema, num_beams=args.num_beams)
+
+
 def sampling_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword settings for LanguageModel.generate / GenerationConfig."""
     return dict(

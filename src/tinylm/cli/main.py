@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "tinylm.cli.export_hf",
     "tinylm.cli.bench",
     "tinylm.tasks.code2.cli",
+    "tinylm.tasks.arithmetic.cli",
 ]
 
 

@@ -1,0 +1,278 @@
+"""Constrained generation: whatever an untrained model samples, the output is in the grammar.
+
+Property: a row that ends with "stop" is a complete sentence of its grammar, checked by an
+independent string-level matcher (Grammar.accepts) and, for seed 003's grammar, by Lark; a
+row cut by max_new_tokens ("length") is a prefix of one. Many seeds, temperature 1.5,
+every sampling control, batches, per-row grammars, streaming and beam search.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from constrain_models import random_lm
+from tinylm.constrain import Grammar, GrammarProcessor, builtin, compile_grammar, constrain
+from tinylm.errors import TinyLMError
+from tinylm.tokenizers import Tokenizer
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 8},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
+    },
+    "required": ["name", "age"],
+}
+REGEX = r"[a-z]{2,5}(-[0-9]{1,3}){0,3}"
+GRAMMARS = {
+    "arithmetic": lambda: builtin("arithmetic"),
+    "code2-thesis": lambda: builtin("code2-thesis"),
+    "code2-full": lambda: builtin("code2-full"),
+    "json": lambda: builtin("json"),
+    "schema": lambda: Grammar.json_schema(SCHEMA),
+    "regex": lambda: Grammar.regex(REGEX),
+}
+
+
+def check(grammar: Grammar, results) -> int:
+    """Every result obeys the grammar; returns how many ended on their own ("stop")."""
+    stopped = 0
+    for r in results:
+        assert r.finish_reason in ("stop", "length"), r
+        if r.finish_reason == "stop":
+            assert grammar.accepts(r.text), (grammar, r.text)
+            stopped += 1
+        else:
+            assert grammar.is_prefix(r.text), (grammar, r.text)
+    return stopped
+
+
+@pytest.mark.parametrize("name", list(GRAMMARS))
+@pytest.mark.parametrize("tokenizer", ["char_tokenizer", "bpe_tokenizer"])
+def test_random_model_output_is_always_in_the_grammar(name, tokenizer, request):
+    tok = request.getfixturevalue(tokenizer)
+    lm = random_lm(tok, seed=3)
+    grammar = GRAMMARS[name]()
+    processor = constrain(lm, grammar)
+    stopped = total = 0
+    for seed in range(4):
+        results = lm.complete([""] * 8, processor, max_new_tokens=60, temperature=1.5, seed=seed)
+        stopped += check(grammar, results)
+        total += len(results)
+    assert stopped >= 2 and total == 32  # not vacuous: rows do end on their own, as sentences
+
+
+def test_without_the_grammar_the_same_model_is_not_grammatical(char_tokenizer):
+    lm = random_lm(char_tokenizer, seed=3)
+    results = lm.complete([""] * 32, max_new_tokens=30, temperature=1.5, seed=0)
+    assert sum(builtin("arithmetic").accepts(r.text) for r in results) <= 2
+
+
+def test_seed003_outputs_are_accepted_by_the_thesis_lark_parser(char_tokenizer):
+    pytest.importorskip("lark")
+    from tinylm.tasks.arithmetic.grammar import parses
+
+    lm = random_lm(char_tokenizer, seed=11)
+    processor = constrain(lm, "arithmetic")
+    results = lm.complete([""] * 16, processor, max_new_tokens=80, temperature=1.2, seed=5)
+    finished = [r.text for r in results if r.finish_reason == "stop"]
+    assert finished and all(parses(t) for t in finished)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(temperature=0.0),
+    dict(temperature=1.0, top_k=3),
+    dict(temperature=1.3, top_p=0.5),
+    dict(temperature=1.3, min_p=0.2),
+    dict(temperature=1.0, repetition_penalty=1.5, presence_penalty=0.5, frequency_penalty=0.5),
+])
+def test_every_sampling_control_stays_in_the_grammar(char_tokenizer, settings):
+    lm = random_lm(char_tokenizer, seed=4)
+    grammar = builtin("code2-full")
+    results = lm.complete([""] * 6, constrain(lm, grammar), max_new_tokens=50, seed=1, **settings)
+    check(grammar, results)
+
+
+def test_each_prompt_can_have_its_own_grammar(char_tokenizer):
+    lm = random_lm(char_tokenizer, seed=2)
+    grammars = [builtin("arithmetic"), Grammar.regex(REGEX), Grammar.json_schema(SCHEMA), builtin("code2-thesis")]
+    processor = constrain(lm, grammars)
+    for seed in range(3):
+        results = lm.complete([""] * 4, processor, max_new_tokens=60, temperature=1.3, seed=seed)
+        for grammar, result in zip(grammars, results):
+            check(grammar, [result])
+
+
+def test_schema_outputs_are_json_that_matches_the_schema(char_tokenizer):
+    lm = random_lm(char_tokenizer, seed=9)
+    processor = constrain(lm, json_schema=SCHEMA)
+    results = lm.complete([""] * 16, processor, max_new_tokens=100, temperature=1.0, seed=0)
+    finished = [r.text for r in results if r.finish_reason == "stop"]
+    assert finished
+    for text in finished:
+        obj = json.loads(text)  # an independent check of the schema, by hand
+        assert list(obj)[:2] == ["name", "age"] and set(obj) <= {"name", "age", "tags"}
+        assert isinstance(obj["name"], str) and len(obj["name"]) <= 8
+        assert isinstance(obj["age"], int) and 0 <= obj["age"] <= 120
+        assert all(t in ("a", "b") for t in obj.get("tags", [])) and len(obj.get("tags", [])) <= 3
+
+
+def test_streaming_gives_the_same_text_as_generate(char_tokenizer):
+    lm = random_lm(char_tokenizer, seed=6)
+    grammar = builtin("arithmetic")
+    processor = constrain(lm, grammar)
+    for seed in range(3):
+        [result] = lm.complete([""], processor, max_new_tokens=60, temperature=1.3, seed=seed)
+        streamed = "".join(lm.stream("", processor, max_new_tokens=60, temperature=1.3, seed=seed))
+        assert streamed == result.text
+        check(grammar, [result])
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "code2-full", "schema"])
+def test_beam_search_keeps_every_beam_in_the_grammar(char_tokenizer, name):
+    lm = random_lm(char_tokenizer, seed=7)
+    grammar = GRAMMARS[name]()
+    results = lm.complete(["", "x", "12"], constrain(lm, grammar, num_beams=4), max_new_tokens=40, num_beams=4)
+    check(grammar, results)
+
+
+def test_beam_search_with_a_grammar_per_prompt(char_tokenizer):
+    lm = random_lm(char_tokenizer, seed=8)
+    grammars = [Grammar.regex("(ab|cd)+"), builtin("arithmetic")]
+    results = lm.complete(["", ""], constrain(lm, grammars, num_beams=3), max_new_tokens=20, num_beams=3)
+    for grammar, result in zip(grammars, results):
+        check(grammar, [result])
+
+
+def test_a_processor_can_be_reused_across_calls(char_tokenizer):
+    lm = random_lm(char_tokenizer, seed=1)
+    shared = constrain(lm, "code2-thesis")
+    first = lm.complete([""] * 3, shared, max_new_tokens=40, temperature=1.2, seed=4)
+    lm.complete([""] * 5, shared, max_new_tokens=25, temperature=1.2, seed=9)
+    again = lm.complete([""] * 3, shared, max_new_tokens=40, temperature=1.2, seed=4)
+    fresh = lm.complete([""] * 3, constrain(lm, "code2-thesis"), max_new_tokens=40, temperature=1.2, seed=4)
+    assert [r.token_ids for r in first] == [r.token_ids for r in again] == [r.token_ids for r in fresh]
+
+
+def test_mask_matches_a_string_level_reference(char_tokenizer):
+    """At each step of a constrained path, the allowed ids are exactly the tokens whose bytes
+    extend the text to a viable prefix (string-level matcher), plus eos where it may end."""
+    import xgrammar as xgr
+
+    from tinylm.constrain.grammar import _checker
+
+    grammar = builtin("arithmetic")
+    lm = random_lm(char_tokenizer, seed=5)
+    processor = constrain(lm, grammar)
+    [result] = lm.complete([""], processor, max_new_tokens=25, temperature=1.2, seed=2)
+    tok = char_tokenizer
+    for step in range(len(result.token_ids)):
+        prefix = b"".join(tok.token_bytes(t) for t in result.token_ids[:step])
+        logits = torch.zeros(1, tok.vocab_size)
+        processor(logits, [0], [result.token_ids[:step]])
+        allowed = set(torch.isfinite(logits[0]).nonzero().flatten().tolist())
+        expected = set()
+        for t in range(tok.vocab_size):
+            if t in tok.special_ids:
+                continue
+            matcher = xgr.GrammarMatcher(_checker(grammar.kind, grammar.source))
+            if matcher.accept_string(prefix + tok.token_bytes(t)):
+                expected.add(t)
+        if grammar.accepts(prefix.decode()):
+            expected.add(tok.eos_id)
+        assert allowed == expected, step
+
+
+def test_padded_model_vocabulary_never_samples_padding_or_specials(char_tokenizer):
+    lm = random_lm(char_tokenizer, seed=2, vocab_size=char_tokenizer.vocab_size + 13)
+    processor = constrain(lm, "json")
+    logits = torch.zeros(1, lm.model.config.vocab_size)
+    processor(logits, [0], [[]])
+    allowed = torch.isfinite(logits[0]).nonzero().flatten().tolist()
+    assert allowed and max(allowed) < char_tokenizer.vocab_size
+    assert not set(allowed) & char_tokenizer.special_ids
+    results = lm.complete([""] * 4, processor, max_new_tokens=40, temperature=1.5, seed=0)
+    check(builtin("json"), results)
+
+
+def test_grammar_compiled_for_another_width_is_refused(char_tokenizer):
+    lm = random_lm(char_tokenizer, vocab_size=char_tokenizer.vocab_size + 5)
+    narrow = GrammarProcessor(compile_grammar(builtin("json"), char_tokenizer))
+    with pytest.raises(TinyLMError, match="compiled for .* tokens but the model has"):
+        lm.complete([""], narrow, max_new_tokens=5)
+
+
+class TwoLetters(Tokenizer):
+    """A stand-in tokenizer that can spell only "a" and "b": a grammar asking for "c" dead-ends."""
+
+    kind = "two-letters"
+
+    def __init__(self) -> None:
+        self.pad_id, self.bos_id, self.eos_id, self.sep_id = 0, 1, 2, 3
+        self._bytes = [b"", b"", b"", b"", b"a", b"b"]
+        self.vocab_size = len(self._bytes)
+
+    def _encode(self, text):
+        return [4 + "ab".index(c) for c in text]
+
+    def token_bytes(self, token_id):
+        return self._bytes[token_id]
+
+    def token_str(self, token_id):
+        return self._bytes[token_id].decode() or f"<{token_id}>"
+
+    def save(self, path):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_a_dead_end_ends_the_row_with_a_reason(num_beams):
+    lm = random_lm(TwoLetters(), block_size=16)
+    processor = constrain(lm, Grammar.ebnf('root ::= "a" "c"'), num_beams=num_beams)
+    [result] = lm.complete([""], processor, max_new_tokens=10, temperature=1.0, num_beams=num_beams, seed=0)
+    assert result.finish_reason == "no_valid_token"
+    assert result.token_ids == [4] and result.text == "a"
+
+
+def test_dead_end_rows_do_not_stop_the_others():
+    lm = random_lm(TwoLetters(), block_size=16)
+    grammars = [Grammar.ebnf('root ::= "a" "c"'), Grammar.ebnf('root ::= "ab" "b"?')]
+    results = lm.complete(["", ""], constrain(lm, grammars), max_new_tokens=10, temperature=1.0, seed=0)
+    assert results[0].finish_reason == "no_valid_token"
+    assert results[1].finish_reason == "stop" and results[1].text in ("ab", "abb")
+
+
+def test_output_bytes_are_valid_utf8_even_where_xgrammar_allows_surrogates(char_tokenizer):
+    """XGrammar lets the bytes of U+D800-U+DFFF through a character class (0xED 0xA0 ...);
+    the guard must not: every finished output decodes strictly."""
+    lm = random_lm(char_tokenizer, seed=12)
+    grammar = Grammar.ebnf(r"root ::= [\u0800-\uffff]{1,8}")
+    processor = constrain(lm, grammar)
+    stopped = 0
+    for seed in range(3):
+        for r in lm.complete([""] * 16, processor, max_new_tokens=30, temperature=1.5, seed=seed):
+            data = b"".join(char_tokenizer.token_bytes(t) for t in r.token_ids if t != char_tokenizer.eos_id)
+            if r.finish_reason == "stop":
+                assert grammar.accepts(data.decode("utf-8"))  # strict: raises on a surrogate
+                stopped += 1
+    assert stopped > 20
+
+
+def test_direct_kernel_masks_like_xgrammars_public_function(char_tokenizer):
+    import xgrammar as xgr
+
+    from tinylm.constrain.processor import _cpu_kernel
+
+    assert _cpu_kernel() is not None  # else the processor silently takes the slower public path
+    lm = random_lm(char_tokenizer, seed=5)
+    processor = constrain(lm, ["arithmetic", "json", "code2-full"])
+    logits = torch.randn(3, 1, char_tokenizer.vocab_size)[:, -1]  # a view, as the engine passes it
+    reference = logits.clone()
+    processor(logits, [0, 1, 2], [[], [], []])
+    xgr.apply_token_bitmask_inplace(reference, processor._bitmask[:3].clone())
+    assert torch.equal(logits, reference)
+    assert 0 < torch.isfinite(logits).sum() < logits.numel()
