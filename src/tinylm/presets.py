@@ -58,6 +58,20 @@ RECIPES: dict[str, dict[str, Any]] = {
         train=dict(max_steps=1500, batch_size=16, lr=3e-3, min_lr=1e-4, warmup_steps=50, betas=(0.9, 0.99),
                    weight_decay=0.0, grad_clip=1.0),
     ),
+    # Spanish -> CODE-2 (`tinylm code2 train --preset thesis|full`, tasks/code2/recipes.py):
+    # a line translator trained from scratch; `task` holds the CODE-2 settings. See docs/code2.md.
+    "code2-thesis": dict(
+        preset="llama-style-nano", model={"n_kv_head": None, "block_size": 256}, tokenizer="char",
+        train=dict(max_steps=3000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0,
+                   grad_clip=1.0, eval_every=500, eval_batches=10, log_every=50),
+        task=dict(name="code2", data_preset="thesis", unit="line", time_budget_s=600.0, em_every=500, em_blocks=100),
+    ),
+    "code2-full": dict(
+        preset="llama-style-nano", model={"n_kv_head": None, "block_size": 256}, tokenizer="char",
+        train=dict(max_steps=3000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0,
+                   grad_clip=1.0, eval_every=500, eval_batches=10, log_every=50),
+        task=dict(name="code2", data_preset="full", unit="line", time_budget_s=600.0, em_every=500, em_blocks=100),
+    ),
 }
 
 

@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "train-shakespeare-char": "tinylm.bench.train_shakespeare",
     "kv-cache": "tinylm.bench.kv_cache",
     "decode": "tinylm.bench.decode",
+    "code2": "tinylm.bench.code2",
     "serve": "tinylm.bench.serve",
     "grammar": "tinylm.bench.grammar",
 }

@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "tinylm.cli.bench",
     "tinylm.tasks.code2.cli",
     "tinylm.tasks.arithmetic.cli",
+    "tinylm.cli.eval_task",
+    "tinylm.cli.demo",
 ]
 
 

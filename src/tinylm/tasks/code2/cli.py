@@ -206,3 +206,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=36_000, help="number of unique examples (default 36000)")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=_cmd_gen_data)
+
+    from tinylm.tasks.code2.train_cli import register_train_commands
+
+    register_train_commands(sub)

@@ -1,0 +1,83 @@
+"""`tinylm eval-task CHECKPOINT --task code2 --split test`: evaluate a model on a task's split.
+
+    tinylm eval-task runs/code2-thesis/model --task code2 --split test
+    tinylm eval-task runs/code2-thesis/model --task code2 --split test --thesis-decoding --limit 500
+    tinylm eval-task runs/code2-full/model --task code2 --split valid --num-beams 4 --out runs/eval-beam
+
+Decoding is greedy unless sampling flags say otherwise; --thesis-decoding is the seed-000
+thesis's final setting (sampling at temperature 0.2, top-p 0.6, seed 42). Writes
+report.json, report.md, predictions.jsonl and two PNG charts into --out (default:
+<checkpoint>/../eval-<split>) and prints the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tinylm.cli.common import add_sampling_args, sampling_settings
+from tinylm.errors import TinyLMError
+
+THESIS_DECODING = {"temperature": 0.2, "top_p": 0.6, "seed": 42}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval-task", help="evaluate a checkpoint on a task (exact match, BLEU, execution...)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--task", default="code2", help="task name (default code2)")
+    p.add_argument("--split", default="test", help="train, valid or test (default test)")
+    p.add_argument("--data", metavar="DIR", help="read the split from DIR/<split>.jsonl instead of generating it")
+    p.add_argument("--preset", help="the task's data preset (default: the one the model was trained on)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
+    p.add_argument("--batch-size", type=int, default=128, help="prompts decoded together (default 128)")
+    p.add_argument("--latency-examples", type=int, default=20, metavar="N",
+                   help="examples timed one at a time for the latency figure (default 20, 0 = skip)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default <checkpoint>/../eval-<split>)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--thesis-decoding", action="store_true",
+                   help="the thesis's sampling: temperature 0.2, top-p 0.6, seed 42")
+    p.add_argument("--quiet", action="store_true", help="print only the Markdown table")
+    add_sampling_args(p)
+    p.set_defaults(func=run, temperature=0.0, max_new_tokens=512)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = sampling_settings(args)
+    if args.thesis_decoding:
+        settings.update(THESIS_DECODING)
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_dir():
+        raise TinyLMError(f"checkpoint not found: {checkpoint} is not a folder")
+    from tinylm.evaluation.task import TASKS
+
+    if args.task not in TASKS:
+        raise TinyLMError(f"unknown task {args.task!r}; choose one of: {', '.join(TASKS)}")
+    import torch
+
+    import tinylm
+    from tinylm.api import generation_config
+    from tinylm.evaluation import evaluate, get_task, markdown, write_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = generation_config(**settings)
+    lm = tinylm.load(checkpoint)
+    task = get_task(args.task, model_extra=lm.model.config.extra, data=args.data, preset=args.preset)
+    task.load_split(args.split, 1)  # an unknown split fails here, before any generation
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    result = evaluate(lm, task, args.split, config, limit=args.limit, batch_size=args.batch_size,
+                      latency_examples=args.latency_examples, progress=progress)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{args.split}"
+    model_info = f"{checkpoint} ({lm.model.num_params():,} parameters, {lm.tokenizer.kind} tokenizer)"
+    paths = write_report(result, out, extra={"model": model_info, "checkpoint": str(checkpoint)})
+    print(markdown(result, {"model": model_info}))
+    if not args.quiet:
+        print(f"wrote {paths['json']}, {paths['markdown']}, {paths['predictions'].name}, "
+              f"{paths['length_chart'].name}, {paths['error_chart'].name}", file=sys.stderr)
+    return 0

@@ -1,0 +1,90 @@
+"""The Task protocol: what a task plugs into the shared evaluation harness.
+
+The harness is the same for every task: it asks the task for examples, turns each input
+into the prompts the model answers (one per example, or one per line for line-aligned
+tasks such as CODE-2), generates in batches, joins the answers, and computes the generic
+text metrics. The task adds its own checks (`score`), names what went wrong
+(`taxonomy`), and may carry published figures to print beside ours (`anchor`).
+
+Tasks are found by name in TASKS ("module:factory"); a factory builds the task for a
+given model, since the model's checkpoint says how it was trained (config.extra).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tinylm.errors import TinyLMError
+
+
+@dataclass(frozen=True)
+class Example:
+    input: str
+    reference: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Published figures to compare with: metric key -> value, and error category -> count."""
+
+    source: str
+    metrics: dict[str, float]
+    errors: dict[str, int] = field(default_factory=dict)
+    examples: int = 0  # how many examples the error counts were taken over
+    notes: tuple[str, ...] = ()
+
+
+class Task(Protocol):
+    name: str
+    splits: tuple[str, ...]
+    # score() keys -> labels for the report, in display order (each is averaged over examples).
+    score_labels: dict[str, str]
+    # taxonomy() categories -> labels, in display order.
+    error_labels: dict[str, str]
+    anchor: Anchor | None
+    # A bound on the length in bytes of any correct answer to one prompt, or None. Char and
+    # byte-level tokenizers never need more tokens than bytes, so the harness caps
+    # max_new_tokens here: a runaway answer stops early (it is wrong either way), and the
+    # KV cache of a batch is allocated for this many steps, not for the whole context.
+    max_answer_bytes: int | None
+
+    def load_split(self, split: str, limit: int | None = None) -> list[Example]:
+        """The first `limit` examples of a split (all with None); an unknown split is a TinyLMError."""
+        ...
+
+    def prompts(self, text: str) -> list[str]:
+        """The prompts the model answers for one input, in order."""
+        ...
+
+    def join(self, answers: list[str]) -> str:
+        """One prediction from the answers to `prompts(...)`."""
+        ...
+
+    def length(self, example: Example) -> int:
+        """The example's size for 'accuracy by length' (e.g. CODE-2 block lines)."""
+        ...
+
+    def score(self, example: Example, prediction: str) -> dict[str, float]:
+        """Task-specific checks of one prediction (booleans count as 0/1)."""
+        ...
+
+    def taxonomy(self, example: Example, prediction: str, scores: dict[str, float]) -> list[str]:
+        """The error categories of a prediction that is not an exact match (may overlap)."""
+        ...
+
+
+# name -> "module:factory"; factory(model_extra: dict, data: str | None, preset: str | None) -> Task
+TASKS: dict[str, str] = {
+    "code2": "tinylm.tasks.code2.task:create",
+}
+
+
+def get_task(name: str, *, model_extra: dict[str, Any] | None = None, data: str | None = None,
+             preset: str | None = None) -> Task:
+    if name not in TASKS:
+        raise TinyLMError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    module, _, factory = TASKS[name].partition(":")
+    return getattr(importlib.import_module(module), factory)(model_extra or {}, data, preset)

@@ -1,0 +1,247 @@
+"""Train a CODE-2 translator from scratch: `tinylm code2 train --preset thesis|full`.
+
+    summary = train(recipe_for("thesis"), "runs/code2-thesis")
+    lm = tinylm.load(summary.model_dir)
+
+What a run does, in order:
+1. the dataset: generated in memory from the recipe's preset, size and seed (the thesis's
+   36 000 examples split 70/20/10), or read from `data/{train,valid}.jsonl`; a recipe may
+   add `extra_train` blocks from the same generator with another seed (never a block of
+   the valid or test split);
+2. the pairs: with unit "line", every block is cut into its lines (input line i -> output
+   line(s) i, see task.line_pairs), each a `[bos] line [sep] output [eos]` sequence with the
+   loss on the output only (PairedDataset); with unit "block", whole blocks;
+3. the tokenizer (char or byte-level BPE, trained on the training pairs) and the model
+   (the recipe's preset; config.extra["code2"] records the data preset and unit, so the
+   evaluator and `translate` know how to prompt it);
+4. the Trainer, with length-bucketed batches (bucketing.py) and two callbacks: one
+   shortens the lr schedule if the steps would not fit in the time budget, one decodes validation blocks every `em_every`
+   steps and keeps the checkpoint with the best line exact match in `model/` (ties go to
+   the later step, which has seen more data);
+5. a last check of the final weights, then summary.json.
+
+The run folder: model/ (the chosen checkpoint), last/ and best/ (the Trainer's: latest,
+lowest validation loss), recipe.json, summary.json, exact_match.jsonl, metrics.jsonl,
+loss.png.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tinylm.errors import TinyLMError
+from tinylm.io import write_json
+from tinylm.tasks.code2.recipes import Code2Recipe
+from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
+
+MODEL_DIR = "model"
+SUMMARY_FILE = "summary.json"
+RECIPE_FILE = "recipe.json"
+EM_LOG = "exact_match.jsonl"
+
+
+@dataclass
+class TrainSummary:
+    recipe: str
+    out_dir: str
+    model_dir: str
+    stop_reason: str
+    steps: int
+    tokens: int
+    train_s: float  # the Trainer's wall time (steps, validation, checkpoints)
+    total_s: float  # everything: data, tokenizer, training, the final check
+    parameters: int
+    tokenizer: str
+    vocab_size: int
+    best_step: int
+    val_line_exact_match: float  # of the chosen checkpoint, on the first em_blocks validation blocks
+    val_block_exact_match: float
+    best_val_loss: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FitScheduleToBudget:
+    """Shorten the lr schedule when the recipe's steps would not fit in the time budget.
+
+    A recipe is a number of steps (reproducible) and a time budget (a promise). Every
+    `every` steps, the seconds per step so far (validation and checks included) give how
+    many more steps fit in what is left of the budget minus `reserve_s`; if that is fewer
+    than the recipe's, max_steps comes down so the cosine decay still ends, instead of the
+    budget cutting the run off at a high learning rate. It never goes above the recipe's
+    steps, so on a machine fast enough the run is exactly the recipe."""
+
+    def __init__(self, budget_s: float, reserve_s: float, max_steps: int, every: int = 20, min_steps: int = 10) -> None:
+        self.budget_s, self.reserve_s, self.max_steps = budget_s, reserve_s, max_steps
+        self.every, self.min_steps = every, min_steps
+
+    def __call__(self, trainer, row: dict[str, Any]) -> None:
+        p = trainer.progress
+        if p.step < self.min_steps or p.step % self.every:
+            return
+        per_step = p.elapsed_s / p.step
+        left = self.budget_s - self.reserve_s - p.elapsed_s
+        trainer.cfg.max_steps = min(self.max_steps, p.step + max(1, int(left / per_step)))
+
+
+class BestByExactMatch:
+    """Greedy-decode validation blocks; keep the checkpoint with the best line exact match."""
+
+    def __init__(self, task: Code2Task, blocks: list[dict[str, Any]], tokenizer, every: int, out_dir: Path,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.task, self.blocks, self.tokenizer, self.every = task, blocks, tokenizer, every
+        self.out_dir, self.say = out_dir, say
+        self.best: dict[str, Any] | None = None
+
+    def __call__(self, trainer, row: dict[str, Any]) -> None:
+        if self.every and row["step"] % self.every == 0:
+            self.check(trainer.model, row["step"])
+
+    def measure(self, model) -> dict[str, float]:
+        from tinylm.api import LanguageModel
+        from tinylm.evaluation.harness import predict
+        from tinylm.generation import GenerationConfig
+
+        lm = LanguageModel(model, self.tokenizer)
+        config = GenerationConfig(temperature=0.0, max_new_tokens=model.config.block_size)
+        preds, _ = predict(lm, self.task, [b["input"] for b in self.blocks], config)
+        lines = right = blocks = 0
+        for b, pred in zip(self.blocks, preds):
+            ref_lines, pred_lines = b["output"].split("\n"), pred.split("\n")
+            right += sum(p == r for p, r in zip(pred_lines, ref_lines))
+            lines += max(len(ref_lines), len(pred_lines))
+            blocks += pred == b["output"]
+        return {"line_exact_match": right / lines, "block_exact_match": blocks / len(self.blocks)}
+
+    def check(self, model, step: int) -> dict[str, Any]:
+        from tinylm.checkpoint import save_checkpoint
+
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {"step": step, **self.measure(model)}
+        row["seconds"] = time.perf_counter() - t0
+        improved = self.best is None or row["line_exact_match"] >= self.best["line_exact_match"]
+        if improved:
+            self.best = row
+            save_checkpoint(self.out_dir / MODEL_DIR, model, self.tokenizer,
+                            extra=lambda folder: write_json(folder / "metrics.json", row))
+        with open(self.out_dir / EM_LOG, "a", encoding="utf-8") as f:  # a log: appended, like metrics.jsonl
+            f.write(json.dumps(row) + "\n")
+        if self.say:
+            self.say(f"step {step}: validation line exact match {row['line_exact_match']:.4f}, "
+                     f"block {row['block_exact_match']:.4f} ({row['seconds']:.1f}s){' *' if improved else ''}")
+        return row
+
+
+EXTRA_SEED_OFFSET = 1_000_003  # extra training data comes from seed + this: a stream disjoint from the split's
+
+
+def extra_blocks(recipe: Code2Recipe, data: str | None) -> list[dict[str, Any]]:
+    """recipe.extra_train more training blocks from another seed, none equal to a valid or test block."""
+    from tinylm.tasks.code2.generator import generate_examples
+
+    held_out = {b["input"] + "|" + b["output"]
+                for split in ("valid", "test") for b in load_examples(split, recipe.data_preset, data, recipe.n, recipe.seed)}
+    drawn = generate_examples(recipe.data_preset, recipe.extra_train, recipe.seed + EXTRA_SEED_OFFSET)
+    return [{"input": e.input, "output": e.output, "meta": e.meta} for e in drawn
+            if e.input + "|" + e.output not in held_out]
+
+
+def _pairs(blocks: list[dict[str, Any]], unit: str) -> list[dict[str, str]]:
+    return line_pairs(blocks) if unit == "line" else [{"input": b["input"], "output": b["output"]} for b in blocks]
+
+
+def train(
+    recipe: Code2Recipe,
+    out_dir: str | Path,
+    *,
+    data: str | None = None,
+    threads: int = 0,
+    quiet: bool = False,
+    say: Callable[[str], None] = print,
+) -> TrainSummary:
+    """Train `recipe` into out_dir (which must not hold a run yet); see the module docstring."""
+    import torch
+
+    from tinylm.data import PairedDataset
+    from tinylm.model import GPT
+    from tinylm.presets import model_config
+    from tinylm.tasks.code2.bucketing import LengthBucketed
+    from tinylm.tokenizers import train_tokenizer
+    from tinylm.training import TrainConfig, Trainer
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    if (out / "last").exists() or (out / MODEL_DIR).exists():
+        raise TinyLMError(f"{out} already holds a run; choose another --out")
+    train_cfg = {"eval_every": 0, "save_every": 0, "tensorboard": False, **recipe.train}
+    if threads:
+        train_cfg["num_threads"] = threads
+    if recipe.time_budget_s:
+        train_cfg["time_budget_s"] = recipe.time_budget_s
+    cfg = TrainConfig(out_dir=str(out), **train_cfg)  # validates before the slow steps
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EM_LOG).unlink(missing_ok=True)
+    write_json(out / RECIPE_FILE, recipe.to_dict())
+
+    train_blocks = load_examples("train", recipe.data_preset, data, recipe.n, recipe.seed)
+    if recipe.extra_train:
+        train_blocks = train_blocks + extra_blocks(recipe, data)
+    val_blocks = load_examples("valid", recipe.data_preset, data, recipe.n, recipe.seed)
+    train_pairs, val_pairs = _pairs(train_blocks, recipe.unit), _pairs(val_blocks, recipe.unit)
+    tokenizer = train_tokenizer(recipe.tokenizer, [f"{p['input']}\n{p['output']}" for p in train_pairs], recipe.vocab_size)
+    if recipe.oversample_errors > 1:
+        hard = [p for p in train_pairs if "Error:" in p["output"]]
+        train_pairs = train_pairs + hard * (recipe.oversample_errors - 1)
+    extra = {"preset": recipe.preset, "task": "code2",
+             "code2": {"data_preset": recipe.data_preset, "unit": recipe.unit, "n": recipe.n, "seed": recipe.seed,
+                       "recipe": recipe.name}}
+    model_cfg = model_config(recipe.preset, **{**recipe.model, "vocab_size": tokenizer.vocab_size, "extra": extra})
+    train_data = PairedDataset(train_pairs, tokenizer, model_cfg.block_size)
+    n_val = cfg.eval_batches * cfg.batch_size  # the Trainer's val loss reads only these
+    val_data = PairedDataset(val_pairs[:n_val], tokenizer, model_cfg.block_size)
+    torch.manual_seed(cfg.seed)
+    model = GPT(model_cfg)
+    if not quiet:
+        say(f"code2 {recipe.data_preset}: {len(train_blocks)} training blocks -> {len(train_data)} {recipe.unit} pairs; "
+            f"{recipe.tokenizer} tokenizer ({tokenizer.vocab_size} tokens); model {recipe.preset}, "
+            f"{model.num_params():,} parameters; "
+            + (f"budget {recipe.time_budget_s:.0f}s" if recipe.time_budget_s else f"{cfg.max_steps} steps"))
+
+    task = Code2Task(recipe.data_preset, recipe.unit, data, recipe.n, recipe.seed)
+    best = BestByExactMatch(task, val_blocks[: recipe.em_blocks], tokenizer, recipe.em_every, out,
+                            say=None if quiet else say)
+    callbacks: list = [best]
+    if recipe.time_budget_s:
+        # Keep back what the final check, evaluation and save take (a few percent of the budget).
+        callbacks.insert(0, FitScheduleToBudget(recipe.time_budget_s, 0.03 * recipe.time_budget_s, cfg.max_steps))
+    trainer = Trainer(model, LengthBucketed(train_data, cfg.batch_size, recipe.bucket_batches), val_data, cfg,
+                      tokenizer, callbacks=callbacks, quiet=quiet)
+    result = trainer.fit()
+    threads_before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        if best.best is None or best.best["step"] != result.steps:
+            best.check(model, result.steps)
+    finally:
+        torch.set_num_threads(threads_before)
+    chosen = best.best
+    summary = TrainSummary(
+        recipe=recipe.name, out_dir=str(out), model_dir=str(out / MODEL_DIR), stop_reason=result.stop_reason,
+        steps=result.steps, tokens=result.tokens, train_s=result.elapsed_s, total_s=time.perf_counter() - start,
+        parameters=model.num_params(), tokenizer=recipe.tokenizer, vocab_size=tokenizer.vocab_size,
+        best_step=chosen["step"], val_line_exact_match=chosen["line_exact_match"],
+        val_block_exact_match=chosen["block_exact_match"], best_val_loss=result.best_val_loss,
+    )
+    write_json(out / SUMMARY_FILE, summary.to_dict())
+    if not quiet:
+        say(f"stopped ({result.stop_reason}) at step {result.steps} after {result.elapsed_s:.0f}s of training; "
+            f"model {out / MODEL_DIR} (step {chosen['step']}, validation line exact match "
+            f"{chosen['line_exact_match']:.4f}, block {chosen['block_exact_match']:.4f})")
+    return summary

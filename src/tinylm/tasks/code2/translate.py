@@ -1,0 +1,75 @@
+"""Spanish -> CODE-2 with a trained model, and a run of the result on the emulator.
+
+    lm = tinylm.load("runs/code2-thesis/model")
+    asm = translate(lm, "Suma r1 y r2 y guarda el resultado en r3")      # "ADDS r3,r1,r2"
+    run = run_translation(asm, preset="thesis")                          # final registers
+
+The model's checkpoint says how it was trained (config.extra["code2"]): a line model gets
+each non-blank line of the description as its own prompt (in one batch), a block model the
+whole text. Decoding is greedy unless a GenerationConfig says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinylm.api import LanguageModel
+from tinylm.errors import TinyLMError
+from tinylm.generation import GenerationConfig
+from tinylm.tasks.code2.task import Code2Task, create
+
+
+def model_task(lm: LanguageModel) -> Code2Task:
+    """The Code2Task a checkpoint was trained for (its unit and data preset)."""
+    extra = lm.model.config.extra or {}
+    if extra.get("task") != "code2":
+        raise TinyLMError(f"{lm.path or 'this model'} is not a CODE-2 model (config.extra has no task 'code2')")
+    return create(extra, None, None)
+
+
+def translate_many(lm: LanguageModel, texts: list[str], config: GenerationConfig | None = None) -> list[str]:
+    from tinylm.evaluation.harness import predict
+
+    task = model_task(lm)
+    texts = list(texts)
+    if any(not task.prompts(t) for t in texts):
+        raise TinyLMError("nothing to translate: the description is empty")
+    config = config or GenerationConfig(temperature=0.0, max_new_tokens=lm.model.config.block_size)
+    return predict(lm, task, texts, config)[0]
+
+
+def translate(lm: LanguageModel, text: str, config: GenerationConfig | None = None) -> str:
+    return translate_many(lm, [text], config)[0]
+
+
+# Registers before a demonstration run: r<i> holds i, so "suma r1 y r2 en r3" visibly gives r3 = 3.
+DEMO_REGISTERS = tuple(range(16))
+
+
+@dataclass
+class TranslationRun:
+    status: str  # "halted", an emulator error, or "not assembled"
+    message: str
+    registers: list[int]
+    state_text: str
+    error_lines: list[str]  # the Error: lines of the output (answers, not code)
+
+
+def run_translation(assembly: str, preset: str = "thesis", registers: tuple[int, ...] = DEMO_REGISTERS) -> TranslationRun:
+    """Assemble the non-Error lines (thesis format: LD/ST load rD from their comment), add a
+    HALT, run them from `registers` and zeroed memory; never raises for a bad program."""
+    from tinylm.tasks.code2.assembler import AssemblyError, assemble
+    from tinylm.tasks.code2.emulator import Emulator
+    from tinylm.tasks.code2.equivalence import CODE_ORIGIN
+    from tinylm.tasks.code2.errors_catalogue import is_error_line
+
+    lines = [ln for ln in assembly.split("\n") if ln.strip()]
+    errors = [ln for ln in lines if is_error_line(ln)]
+    code = [ln for ln in lines if not is_error_line(ln)] + ["HALT"]
+    try:
+        program = assemble("\n".join(code), origin=CODE_ORIGIN, thesis=preset == "thesis")
+    except AssemblyError as e:
+        return TranslationRun("not assembled", str(e), list(registers), "", errors)
+    emu = Emulator(program, registers=registers)
+    result = emu.run()
+    return TranslationRun(result.status, result.message, list(emu.regs), emu.state_text(), errors)

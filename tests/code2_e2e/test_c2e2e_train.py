@@ -1,0 +1,106 @@
+"""Training pieces: the run folder, bucketed batches, the budget-fitted schedule, recipes, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import tinylm
+from tinylm.cli.main import main
+from tinylm.data import PairedDataset
+from tinylm.errors import TinyLMError
+from tinylm.tasks.code2.bucketing import LengthBucketed
+from tinylm.tasks.code2.recipes import Code2Recipe, get_recipe
+from tinylm.tasks.code2.train import FitScheduleToBudget
+from tinylm.tasks.code2.train_cli import resolve_recipe
+from tinylm.tokenizers import train_tokenizer
+from tinylm.training.state import Progress
+
+
+def test_run_folder(tiny_code2_model: Path):
+    run = tiny_code2_model.parent
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 20 and summary["model_dir"] == str(tiny_code2_model)
+    assert 0 <= summary["val_line_exact_match"] <= 1
+    checks = [json.loads(line) for line in (run / "exact_match.jsonl").read_text().splitlines()]
+    assert checks[-1]["step"] == 20
+    assert json.loads((tiny_code2_model / "metrics.json").read_text())["step"] == summary["best_step"]
+    extra = tinylm.load(tiny_code2_model).model.config.extra
+    assert extra["task"] == "code2" and extra["code2"]["unit"] == "line" and extra["code2"]["n"] == 60
+    assert json.loads((run / "recipe.json").read_text())["name"] == "tiny"
+    with pytest.raises(TinyLMError, match="already holds a run"):
+        from tinylm.tasks.code2.train import train
+
+        train(Code2Recipe(name="again", preset="llama-style-nano", n=60), run, quiet=True)
+
+
+def test_bucketed_batches_come_from_one_length_bucket():
+    texts = [("x" * n, "y") for n in range(1, 201)]
+    tok = train_tokenizer("char", ["xy"])
+    data = PairedDataset([{"input": a, "output": b} for a, b in texts], tok, 256)
+    bucketed = LengthBucketed(data, batch_size=5, bucket_batches=2)
+    assert [len(b) for b in bucketed.buckets] == [10] * 20
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        x, y = bucketed.get_batch(5, g)
+        lengths = (x != tok.pad_id).sum(1)
+        assert int(lengths.max() - lengths.min()) < 10  # one bucket: lengths within 10 of each other
+        seen.update(lengths.tolist())
+    assert len(seen) > 150  # every bucket gets drawn
+
+
+def test_schedule_is_shortened_to_fit_the_budget():
+    fit = FitScheduleToBudget(budget_s=100.0, reserve_s=10.0, max_steps=1000, every=10)
+    trainer = SimpleNamespace(progress=Progress(step=20, elapsed_s=30.0), cfg=SimpleNamespace(max_steps=1000))
+    fit(trainer, {"step": 20})
+    assert trainer.cfg.max_steps == 20 + int(60 / 1.5)  # 1.5 s/step, 60 s left
+    trainer.progress.step, trainer.progress.elapsed_s = 25, 35.0
+    fit(trainer, {"step": 25})  # not a multiple of `every`: unchanged
+    assert trainer.cfg.max_steps == 60
+    trainer.progress.step, trainer.progress.elapsed_s = 30, 95.0
+    fit(trainer, {"step": 30})  # over budget: stop at the next step
+    assert trainer.cfg.max_steps == 31
+    fast = SimpleNamespace(progress=Progress(step=20, elapsed_s=1.0), cfg=SimpleNamespace(max_steps=50))
+    FitScheduleToBudget(100.0, 10.0, max_steps=50, every=10)(fast, {"step": 20})
+    assert fast.cfg.max_steps == 50  # never longer than the recipe
+
+
+def test_recipes_of_the_hub():
+    for preset in ("thesis", "full"):
+        recipe = get_recipe(f"code2-{preset}")
+        assert recipe.data_preset == preset and recipe.time_budget_s <= 15 * 60
+    r = resolve_recipe("thesis", None, 2.0, None)
+    assert r.time_budget_s == 120.0
+    r = resolve_recipe("full", None, None, 7)
+    assert r.time_budget_s == 0 and r.train["max_steps"] == 7
+    with pytest.raises(TinyLMError, match="not both"):
+        resolve_recipe("thesis", None, 1.0, 5)
+    with pytest.raises(TinyLMError, match="trains on the thesis preset"):
+        resolve_recipe("full", "code2-thesis", None, None)
+    with pytest.raises(TinyLMError, match="unknown recipe"):
+        get_recipe("code2-chess")
+    with pytest.raises(TinyLMError, match="unknown field"):
+        Code2Recipe.from_hub("x", {"preset": "llama-style-nano", "task": {"name": "code2", "colour": 1}})
+    with pytest.raises(TinyLMError, match="unit"):
+        Code2Recipe(name="x", preset="llama-style-nano", unit="word")
+
+
+def test_train_command_on_a_small_dataset(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch):
+    from tinylm import presets
+
+    tiny = {**presets.RECIPES["code2-thesis"], "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 200}}
+    monkeypatch.setitem(presets.RECIPES, "code2-thesis", tiny)
+    data = tmp_path / "data"
+    assert main(["code2", "gen-data", "--preset", "thesis", "--n", "40", "--out", str(data)]) == 0
+    out = tmp_path / "run"
+    assert main(["code2", "train", "--preset", "thesis", "--data", str(data), "--max-steps", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"tinylm eval-task {out / 'model'}" in printed
+    assert (out / "model" / "model.safetensors").is_file()
+    assert main(["code2", "train", "--preset", "thesis", "--data", str(data), "--out", str(out), "--quiet"]) == 2
