@@ -6,15 +6,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine extra ones make them crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_code2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-layer CODE-2 line model trained for 20 steps on 60 generated examples (about a second)."""
