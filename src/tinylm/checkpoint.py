@@ -14,8 +14,6 @@ a mix of old and new files.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
-from tinylm.io import current_umask, read_json, write_json
+from tinylm.io import atomic_folder, read_json, recover_interrupted_swap, write_json
 from tinylm.model import GPT
 
 CONFIG_FILE = "config.json"
@@ -48,10 +46,7 @@ def save_checkpoint(
 ) -> Path:
     """Write model (+ tokenizer, + whatever `extra(folder)` writes) atomically to `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a checkpoint is readable like any folder
-    try:
+    with atomic_folder(path) as tmp:
         write_json(tmp / CONFIG_FILE, model.config.to_dict())
         save_file(model_state(model), str(tmp / WEIGHTS_FILE))
         if tokenizer is not None:
@@ -60,27 +55,12 @@ def save_checkpoint(
             tokenizer.save(tmp / TOKENIZER_FILENAME)
         if extra is not None:
             extra(tmp)
-        # Swap: move the old folder aside, move the new one in, then delete the old one.
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
 def recover_interrupted_save(path: Path) -> None:
     """If a crash hit between the two renames of a save, the old checkpoint is put back."""
-    old = path.parent / f".{path.name}.old"
-    if not path.exists() and old.exists():
-        os.replace(old, path)
+    recover_interrupted_swap(path)
 
 
 def load_config(path: str | os.PathLike) -> ModelConfig:

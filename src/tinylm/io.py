@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,44 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; when the block succeeds it replaces `path`.
+
+    The old folder is moved aside, the new one moved in, then the old one deleted: a crash
+    at any point leaves the old folder (recoverable from `.NAME.old`, see
+    `recover_interrupted_swap`) or the new one, never a mix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        # mkdtemp/mkstemp make owner-only entries; a model folder is meant to be readable by
+        # others (a server running as another user), so give it the usual permissions.
+        os.chmod(tmp, 0o777 & ~current_umask())
+        for f in tmp.rglob("*"):
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~current_umask())
+        old = path.parent / f".{path.name}.old"
+        if path.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def recover_interrupted_swap(path: str | os.PathLike) -> None:
+    """If a crash hit between the two renames of `atomic_folder`, put the old folder back."""
+    path = Path(path)
+    old = path.parent / f".{path.name}.old"
+    if not path.exists() and old.exists():
+        os.replace(old, path)
 
 
 def current_umask() -> int:

@@ -45,19 +45,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_write, read_json, write_json
+from tinylm.io import atomic_folder, atomic_write, read_json, write_json
 from tinylm.model import GPT
 from tinylm.tokenizers import SPECIAL_TOKENS, BPETokenizer, CharTokenizer, Tokenizer
 
@@ -368,33 +365,6 @@ def check_out_dir(path: str | os.PathLike, overwrite: bool, source: str | os.Pat
     return path
 
 
-@contextmanager
-def _new_folder(path: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; when the block succeeds it replaces `path`.
-
-    A crash mid-export leaves the old folder (or nothing), never half a model.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        # mkdtemp/mkstemp make owner-only (0700/0600) entries; an exported model is meant to be
-        # read by others (a server running as another user), so give it the usual permissions.
-        os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        old = path.parent / f".{path.name}.old" if path.exists() else None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 # --- export and import ------------------------------------------------------------------------
 
 
@@ -421,7 +391,7 @@ def export_hf(
         tok = load_tokenizer(source) if has_tok else None
     tok = tok if tokenizer else None
     hf = to_hf(model, tok)
-    with _new_folder(out) as tmp:  # an error inside (e.g. an unexportable tokenizer) writes nothing
+    with atomic_folder(out) as tmp:  # an error inside (e.g. an unexportable tokenizer) writes nothing
         hf.save_pretrained(tmp)  # config.json, generation_config.json, model.safetensors
         if tok is not None:
             _save_hf_tokenizer(tok, tmp, model.config.block_size)

@@ -18,7 +18,7 @@ from torch import nn
 
 from tinylm.config import ModelConfig
 from tinylm.model.kv_cache import KVCache
-from tinylm.model.positions import RotaryEmbedding, rotate
+from tinylm.model.positions import rotate
 
 
 class CausalSelfAttention(nn.Module):
