@@ -35,13 +35,6 @@ class Code2Recipe:
     n: int = DEFAULT_N
     seed: int = DEFAULT_SEED
     unit: str = "line"
-    # Extra training blocks drawn from the same generator with another seed (0 = the split's
-    # train part only); blocks equal to a valid or test block are left out.
-    extra_train: int = 0
-    # Training pairs whose answer is an Error: line are drawn this many times as often. They
-    # are a fifth of the thesis lines but most of a trained model's mistakes (copying odd
-    # register and address tokens, ordering several problems), so they get more of the steps.
-    oversample_errors: int = 1
     time_budget_s: float = 0.0  # 0 = run train["max_steps"]; else fit the schedule to this wall time
     em_every: int = 0  # steps between validation exact-match checks; 0 = at the end only
     em_blocks: int = 100  # validation blocks decoded at each check
@@ -55,10 +48,8 @@ class Code2Recipe:
             raise TinyLMError(f"recipe {self.name}: data preset {self.data_preset!r} is not one of {', '.join(PRESETS)}")
         if self.unit not in UNITS:
             raise TinyLMError(f"recipe {self.name}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
-        if (self.time_budget_s < 0 or self.em_every < 0 or self.extra_train < 0 or self.em_blocks < 1 or self.n < 10
-                or self.oversample_errors < 1):
-            raise TinyLMError(f"recipe {self.name}: time_budget_s, em_every and extra_train must be >= 0, "
-                              "em_blocks and oversample_errors >= 1, n >= 10")
+        if self.time_budget_s < 0 or self.em_every < 0 or self.em_blocks < 1 or self.n < 10:
+            raise TinyLMError(f"recipe {self.name}: time_budget_s and em_every must be >= 0, em_blocks >= 1, n >= 10")
 
     @classmethod
     def from_hub(cls, name: str, entry: dict[str, Any]) -> "Code2Recipe":

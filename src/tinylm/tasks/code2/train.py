@@ -5,9 +5,7 @@
 
 What a run does, in order:
 1. the dataset: generated in memory from the recipe's preset, size and seed (the thesis's
-   36 000 examples split 70/20/10), or read from `data/{train,valid}.jsonl`; a recipe may
-   add `extra_train` blocks from the same generator with another seed (never a block of
-   the valid or test split);
+   36 000 examples split 70/20/10), or read from `data/{train,valid}.jsonl`;
 2. the pairs: with unit "line", every block is cut into its lines (input line i -> output
    line(s) i, see task.line_pairs), each a `[bos] line [sep] output [eos]` sequence with the
    loss on the output only (PairedDataset); with unit "block", whole blocks;
@@ -15,9 +13,9 @@ What a run does, in order:
    (the recipe's preset; config.extra["code2"] records the data preset and unit, so the
    evaluator and `translate` know how to prompt it);
 4. the Trainer, with length-bucketed batches (bucketing.py) and two callbacks: one
-   shortens the lr schedule if the steps would not fit in the time budget, one decodes validation blocks every `em_every`
-   steps and keeps the checkpoint with the best line exact match in `model/` (ties go to
-   the later step, which has seen more data);
+   shortens the lr schedule if the steps would not fit in the time budget, one decodes
+   validation blocks every `em_every` steps and keeps the checkpoint with the best line
+   exact match in `model/` (ties go to the later step, which has seen more data);
 5. a last check of the final weights, then summary.json.
 
 The run folder: model/ (the chosen checkpoint), last/ and best/ (the Trainer's: latest,
@@ -138,20 +136,6 @@ class BestByExactMatch:
         return row
 
 
-EXTRA_SEED_OFFSET = 1_000_003  # extra training data comes from seed + this: a stream disjoint from the split's
-
-
-def extra_blocks(recipe: Code2Recipe, data: str | None) -> list[dict[str, Any]]:
-    """recipe.extra_train more training blocks from another seed, none equal to a valid or test block."""
-    from tinylm.tasks.code2.generator import generate_examples
-
-    held_out = {b["input"] + "|" + b["output"]
-                for split in ("valid", "test") for b in load_examples(split, recipe.data_preset, data, recipe.n, recipe.seed)}
-    drawn = generate_examples(recipe.data_preset, recipe.extra_train, recipe.seed + EXTRA_SEED_OFFSET)
-    return [{"input": e.input, "output": e.output, "meta": e.meta} for e in drawn
-            if e.input + "|" + e.output not in held_out]
-
-
 def _pairs(blocks: list[dict[str, Any]], unit: str) -> list[dict[str, str]]:
     return line_pairs(blocks) if unit == "line" else [{"input": b["input"], "output": b["output"]} for b in blocks]
 
@@ -190,14 +174,9 @@ def train(
     write_json(out / RECIPE_FILE, recipe.to_dict())
 
     train_blocks = load_examples("train", recipe.data_preset, data, recipe.n, recipe.seed)
-    if recipe.extra_train:
-        train_blocks = train_blocks + extra_blocks(recipe, data)
     val_blocks = load_examples("valid", recipe.data_preset, data, recipe.n, recipe.seed)
     train_pairs, val_pairs = _pairs(train_blocks, recipe.unit), _pairs(val_blocks, recipe.unit)
     tokenizer = train_tokenizer(recipe.tokenizer, [f"{p['input']}\n{p['output']}" for p in train_pairs], recipe.vocab_size)
-    if recipe.oversample_errors > 1:
-        hard = [p for p in train_pairs if "Error:" in p["output"]]
-        train_pairs = train_pairs + hard * (recipe.oversample_errors - 1)
     extra = {"preset": recipe.preset, "task": "code2",
              "code2": {"data_preset": recipe.data_preset, "unit": recipe.unit, "n": recipe.n, "seed": recipe.seed,
                        "recipe": recipe.name}}
