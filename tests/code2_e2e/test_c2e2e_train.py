@@ -15,9 +15,9 @@ from tinylm.data import PairedDataset
 from tinylm.errors import TinyLMError
 from tinylm.tasks.code2.bucketing import LengthBucketed
 from tinylm.tasks.code2.recipes import Code2Recipe, get_recipe
-from tinylm.tasks.code2.train import FitScheduleToBudget
 from tinylm.tasks.code2.train_cli import resolve_recipe
 from tinylm.tokenizers import train_tokenizer
+from tinylm.training.schedule import FitScheduleToBudget
 from tinylm.training.state import Progress
 
 
@@ -52,6 +52,35 @@ def test_bucketed_batches_come_from_one_length_bucket():
         assert int(lengths.max() - lengths.min()) < 10  # one bucket: lengths within 10 of each other
         seen.update(lengths.tolist())
     assert len(seen) > 150  # every bucket gets drawn
+
+
+def test_weights_oversample_examples_in_proportion():
+    # Two lengths in one bucket; the long examples weigh 3, so they make up 3/4 of the draws.
+    pairs = [{"input": "x" * (1 + i % 2), "output": "y"} for i in range(40)]
+    tok = train_tokenizer("char", ["xy"])
+    data = PairedDataset(pairs, tok, 64)
+    weights = [3.0 if len(p["input"]) == 2 else 1.0 for p in pairs]
+    bucketed = LengthBucketed(data, batch_size=10, bucket_batches=4, weights=weights)
+    short_len = min(len(ids) for ids, _ in data.examples)
+    g = torch.Generator().manual_seed(0)
+    long = total = 0
+    for _ in range(300):
+        x, _ = bucketed.get_batch(10, g)
+        long += int(((x != tok.pad_id).sum(1) >= short_len).sum())  # x drops the last id of each row
+        total += 10
+    assert 0.70 < long / total < 0.80
+    with pytest.raises(TinyLMError, match="one positive number per example"):
+        LengthBucketed(data, batch_size=10, weights=[1.0] * 39)
+
+
+def test_error_lines_weigh_error_weight_per_problem():
+    from tinylm.tasks.code2.train import problems_reported
+
+    assert problems_reported("ADDS r1,r2,r3") == 0
+    assert problems_reported("Error: registro 'N' inválido") == 1
+    assert problems_reported("Error: registro '181' inválido y registro '61' inválido") == 2
+    with pytest.raises(TinyLMError, match="error_weight"):
+        Code2Recipe(name="bad", preset="llama-style-nano", error_weight=0.5)
 
 
 def test_schedule_is_shortened_to_fit_the_budget():

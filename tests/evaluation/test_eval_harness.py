@@ -13,6 +13,7 @@ from tinylm.errors import TinyLMError
 from tinylm.evaluation import evaluate, get_task, markdown, write_report
 from tinylm.evaluation.task import Example
 from tinylm.generation import GenerationConfig, GenerationResult
+from tinylm.tasks.code2.copy_constraint import QuotedFromInput
 from tinylm.tasks.code2.task import Code2Task, line_pairs
 from tinylm.tokenizers import train_tokenizer
 
@@ -23,9 +24,11 @@ class OracleEngine:
     def __init__(self, tokenizer, answers: dict[str, str]):
         self.tokenizer, self.answers = tokenizer, answers
         self.batches: list[int] = []
+        self.processors: list = []  # what the harness passed with each batch
 
-    def generate(self, prompts, config):
+    def generate(self, prompts, config, logits_processor=None):
         self.batches.append(len(prompts))
+        self.processors.append(logits_processor)
         out = []
         for ids in prompts:
             assert ids[0] == self.tokenizer.bos_id and ids[-1] == self.tokenizer.sep_id
@@ -61,6 +64,12 @@ def test_perfect_predictions_score_one(task: Code2Task):
     n_lines = sum(len(e.input.split("\n")) for e in task.load_split("test"))
     assert sum(engine.batches[: -2]) == n_lines and max(engine.batches) == 7
     assert sum(r["examples"] for r in s["by_length"]) == 30
+    # Every batch was decoded under the task's constraint, built for that batch's lines.
+    assert all(isinstance(p, QuotedFromInput) for p in engine.processors)
+    assert [len(p.pieces) for p in engine.processors] == engine.batches
+    engine.processors.clear()
+    evaluate(lm, task, "test", GenerationConfig(temperature=0), limit=3, latency_examples=0, constrained=False)
+    assert engine.processors and all(p is None for p in engine.processors)
 
 
 def test_errors_are_counted_and_classified(task: Code2Task):

@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--thesis-decoding", action="store_true",
                    help="the thesis's sampling: temperature 0.2, top-p 0.6, seed 42")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="decode without the task's constraint (code2: quoted tokens copied from the input)")
     p.add_argument("--quiet", action="store_true", help="print only the Markdown table")
     add_sampling_args(p)
     p.set_defaults(func=run, temperature=0.0, max_new_tokens=512)
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     result = evaluate(lm, task, args.split, config, limit=args.limit, batch_size=args.batch_size,
-                      latency_examples=args.latency_examples, progress=progress)
+                      latency_examples=args.latency_examples, progress=progress, constrained=not args.unconstrained)
     out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{args.split}"
     model_info = f"{checkpoint} ({lm.model.num_params():,} parameters, {lm.tokenizer.kind} tokenizer)"
     paths = write_report(result, out, extra={"model": model_info, "checkpoint": str(checkpoint)})

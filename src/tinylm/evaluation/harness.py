@@ -35,7 +35,7 @@ from tinylm.data.paired import encode_prompt
 from tinylm.errors import TinyLMError
 from tinylm.evaluation import metrics
 from tinylm.evaluation.task import Anchor, Example, Task
-from tinylm.generation import GenerationConfig
+from tinylm.generation import GenerationConfig, LogitsProcessor
 
 
 # Prompts decoded together. Larger batches amortize each step's overhead, but every row
@@ -59,11 +59,13 @@ class EvalResult:
 def generate_all(
     lm: LanguageModel, prompts: Sequence[str], config: GenerationConfig, batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
+    constraint: Callable[[list[str]], LogitsProcessor | None] | None = None,
 ) -> tuple[list[str], int]:
     """Answers to every prompt (in order) and the number of tokens generated.
 
     Longest prompts first: a batch's cache is as wide as its longest prompt, and the first
-    batch then shows at once whether the largest one fits in memory."""
+    batch then shows at once whether the largest one fits in memory. `constraint` gives
+    the logits processor for a batch's prompts (a task's, see Task.logits_processor)."""
     if batch_size < 1:
         raise TinyLMError(f"batch size must be at least 1, got {batch_size}")
     encoded = [encode_prompt(lm.tokenizer, p) for p in prompts]
@@ -72,7 +74,8 @@ def generate_all(
     tokens = 0
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        for i, result in zip(rows, lm.engine.generate([encoded[i] for i in rows], config)):
+        processor = constraint([prompts[i] for i in rows]) if constraint is not None else None
+        for i, result in zip(rows, lm.engine.generate([encoded[i] for i in rows], config, processor)):
             answers[i] = result.text or ""
             tokens += result.completion_tokens
         if progress is not None:
@@ -81,13 +84,16 @@ def generate_all(
 
 
 def predict(lm: LanguageModel, task: Task, inputs: Sequence[str], config: GenerationConfig,
-            batch_size: int = DEFAULT_BATCH, progress: Callable[[int, int], None] | None = None) -> tuple[list[str], int]:
-    """The task's prediction for each input (prompts generated in one batched pass), and the token count."""
+            batch_size: int = DEFAULT_BATCH, progress: Callable[[int, int], None] | None = None,
+            constrained: bool = True) -> tuple[list[str], int]:
+    """The task's prediction for each input (prompts generated in one batched pass), and the
+    token count; `constrained` applies the task's logits processor, if it has one."""
     if task.max_answer_bytes is not None and config.max_new_tokens > task.max_answer_bytes:
         config = dataclasses.replace(config, max_new_tokens=task.max_answer_bytes)
     per_input = [task.prompts(text) for text in inputs]
     flat = [p for prompts in per_input for p in prompts]
-    answers, tokens = generate_all(lm, flat, config, batch_size, progress)
+    constraint = (lambda batch: task.logits_processor(lm.tokenizer, batch, config.num_beams)) if constrained else None
+    answers, tokens = generate_all(lm, flat, config, batch_size, progress, constraint)
     out, k = [], 0
     for prompts in per_input:
         out.append(task.join(answers[k : k + len(prompts)]))
@@ -95,11 +101,12 @@ def predict(lm: LanguageModel, task: Task, inputs: Sequence[str], config: Genera
     return out, tokens
 
 
-def _latencies(lm: LanguageModel, task: Task, examples: Sequence[Example], config: GenerationConfig) -> list[float]:
+def _latencies(lm: LanguageModel, task: Task, examples: Sequence[Example], config: GenerationConfig,
+               constrained: bool) -> list[float]:
     times = []
     for ex in examples:
         t0 = time.perf_counter()
-        predict(lm, task, [ex.input], config)
+        predict(lm, task, [ex.input], config, constrained=constrained)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -119,8 +126,10 @@ def evaluate(
     batch_size: int = DEFAULT_BATCH,
     latency_examples: int = 20,
     progress: Callable[[str, int, int], None] | None = None,
+    constrained: bool = True,
 ) -> EvalResult:
-    """Generate for the first `limit` examples of `split` and compute every figure."""
+    """Generate for the first `limit` examples of `split` and compute every figure
+    (`constrained`: decode with the task's logits processor, if it has one)."""
     if limit is not None and limit < 1:
         raise TinyLMError(f"--limit must be at least 1, got {limit}")
     examples = task.load_split(split, limit)
@@ -130,7 +139,7 @@ def evaluate(
 
     t0 = time.perf_counter()
     predictions, tokens = predict(lm, task, [ex.input for ex in examples], config, batch_size,
-                                  lambda done, total: say("generate", done, total))
+                                  lambda done, total: say("generate", done, total), constrained)
     generation_s = time.perf_counter() - t0
 
     records = []
@@ -146,7 +155,7 @@ def evaluate(
         })
         if (i + 1) % 500 == 0 or i + 1 == len(examples):
             say("score", i + 1, len(examples))
-    latencies = _latencies(lm, task, examples[:latency_examples], config) if latency_examples > 0 else []
+    latencies = _latencies(lm, task, examples[:latency_examples], config, constrained) if latency_examples > 0 else []
 
     n = len(records)
     summary: dict[str, Any] = {
@@ -174,7 +183,7 @@ def evaluate(
         },
     }
     settings = {"generation": _config_dict(config), "max_answer_bytes": task.max_answer_bytes,
-                "batch_size": batch_size, "limit": limit}
+                "batch_size": batch_size, "limit": limit, "constrained": constrained}
     return EvalResult(task.name, split, settings, summary, records, dict(task.score_labels),
                       dict(task.error_labels), task.anchor)
 

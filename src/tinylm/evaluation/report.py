@@ -71,6 +71,10 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def _decoding(settings: dict[str, Any]) -> str:
     g = settings["generation"]
+    return _search(g) + ("" if settings.get("constrained", True) else ", unconstrained")
+
+
+def _search(g: dict[str, Any]) -> str:
     if g["num_beams"] > 1:
         return f"beam search, {g['num_beams']} beams"
     if g["temperature"] == 0:

@@ -4,7 +4,7 @@ The harness is the same for every task: it asks the task for examples, turns eac
 into the prompts the model answers (one per example, or one per line for line-aligned
 tasks such as CODE-2), generates in batches, joins the answers, and computes the generic
 text metrics. The task adds its own checks (`score`), names what went wrong
-(`taxonomy`), and may carry published figures to print beside ours (`anchor`).
+(`taxonomy`), may constrain decoding (`logits_processor`), and may carry published figures to print beside ours (`anchor`).
 
 Tasks are found by name in TASKS ("module:factory"); a factory builds the task for a
 given model, since the model's checkpoint says how it was trained (config.extra).
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tinylm.errors import TinyLMError
+from tinylm.generation import LogitsProcessor
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class Task(Protocol):
 
     def taxonomy(self, example: Example, prediction: str, scores: dict[str, float]) -> list[str]:
         """The error categories of a prediction that is not an exact match (may overlap)."""
+        ...
+
+    def logits_processor(self, tokenizer: Any, prompts: list[str], num_beams: int) -> LogitsProcessor | None:
+        """A constraint on decoding these prompts (rows as the engine numbers them), or None."""
         ...
 
 

@@ -18,6 +18,7 @@ _EXPORTS = {
     "build_optimizer": "tinylm.training.optim",
     "param_groups": "tinylm.training.optim",
     "lr_at": "tinylm.training.schedule",
+    "FitScheduleToBudget": "tinylm.training.schedule",
 }
 __all__ = list(_EXPORTS)
 

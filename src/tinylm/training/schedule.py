@@ -8,6 +8,7 @@ are noisy in the first steps; the decay lets the model settle into a minimum at 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: int, decay: str = "cosine") -> float:
@@ -29,3 +30,26 @@ def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: 
     if decay == "linear":
         return min_lr + (1.0 - progress) * (lr - min_lr)
     raise ValueError(f"unknown decay {decay!r}")
+
+
+class FitScheduleToBudget:
+    """Shorten the lr schedule when the recipe's steps would not fit in the time budget.
+
+    A recipe is a number of steps (reproducible) and a time budget (a promise). Every
+    `every` steps, the seconds per step so far (validation and checks included) give how
+    many more steps fit in what is left of the budget minus `reserve_s`; if that is fewer
+    than the recipe's, max_steps comes down so the cosine decay still ends, instead of the
+    budget cutting the run off at a high learning rate. It never goes above the recipe's
+    steps, so on a machine fast enough the run is exactly the recipe."""
+
+    def __init__(self, budget_s: float, reserve_s: float, max_steps: int, every: int = 20, min_steps: int = 10) -> None:
+        self.budget_s, self.reserve_s, self.max_steps = budget_s, reserve_s, max_steps
+        self.every, self.min_steps = every, min_steps
+
+    def __call__(self, trainer: Any, row: dict[str, Any]) -> None:
+        p = trainer.progress
+        if p.step < self.min_steps or p.step % self.every:
+            return
+        per_step = p.elapsed_s / p.step
+        left = self.budget_s - self.reserve_s - p.elapsed_s
+        trainer.cfg.max_steps = min(self.max_steps, p.step + max(1, int(left / per_step)))

@@ -4,11 +4,16 @@ PairedDataset pads every batch to its longest example. CODE-2 lines run from 20 
 characters, so a uniformly drawn batch of 64 is about half padding: half the compute of a
 step spent on positions that carry no loss. Here the examples are sorted by length and
 cut into buckets of `bucket_batches` batches; a batch is drawn from one bucket (chosen
-with probability proportional to its size, so every example stays equally likely), so it
+with probability proportional to its weight, so every example keeps its share), so it
 is almost padding-free, while 8 batches' worth of examples per bucket keep batches varied.
+
+`weights` (one per example, default all 1) oversample the examples a model finds hard:
+an example of weight 4 is drawn four times as often as one of weight 1.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -17,20 +22,24 @@ from tinylm.errors import TinyLMError
 
 
 class LengthBucketed:
-    def __init__(self, data: PairedDataset, batch_size: int, bucket_batches: int = 8) -> None:
+    def __init__(self, data: PairedDataset, batch_size: int, bucket_batches: int = 8,
+                 weights: Sequence[float] | None = None) -> None:
         if batch_size < 1 or bucket_batches < 1:
             raise TinyLMError("batch_size and bucket_batches must be at least 1")
+        if weights is not None and (len(weights) != len(data) or min(weights) <= 0):
+            raise TinyLMError("weights must hold one positive number per example")
         self.data = data
-        self.bucket_size = batch_size * bucket_batches
+        bucket_size = batch_size * bucket_batches
         order = sorted(range(len(data)), key=lambda i: len(data.examples[i][0]))
-        self.buckets = [order[i : i + self.bucket_size] for i in range(0, len(order), self.bucket_size)]
+        self.buckets = [order[i : i + bucket_size] for i in range(0, len(order), bucket_size)]
+        w = torch.ones(len(data), dtype=torch.float64) if weights is None else torch.tensor(weights, dtype=torch.float64)
+        self.weights = [w[bucket] for bucket in self.buckets]
+        self.bucket_weights = torch.stack([b.sum() for b in self.weights])
 
     def __len__(self) -> int:
         return len(self.data)
 
     def get_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        # The bucket of a uniformly drawn example: each bucket is chosen in proportion to its size.
-        anchor = int(torch.randint(len(self.data), (1,), generator=generator))
-        bucket = self.buckets[anchor // self.bucket_size]
-        picks = torch.randint(len(bucket), (batch_size,), generator=generator).tolist()
-        return self.data.collate([bucket[i] for i in picks])
+        b = int(torch.multinomial(self.bucket_weights, 1, generator=generator))
+        picks = torch.multinomial(self.weights[b], batch_size, replacement=True, generator=generator).tolist()
+        return self.data.collate([self.buckets[b][i] for i in picks])

@@ -36,6 +36,7 @@ from tinylm.errors import TinyLMError
 from tinylm.io import write_json
 from tinylm.tasks.code2.recipes import Code2Recipe
 from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
+from tinylm.training.schedule import FitScheduleToBudget
 
 MODEL_DIR = "model"
 SUMMARY_FILE = "summary.json"
@@ -63,29 +64,6 @@ class TrainSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class FitScheduleToBudget:
-    """Shorten the lr schedule when the recipe's steps would not fit in the time budget.
-
-    A recipe is a number of steps (reproducible) and a time budget (a promise). Every
-    `every` steps, the seconds per step so far (validation and checks included) give how
-    many more steps fit in what is left of the budget minus `reserve_s`; if that is fewer
-    than the recipe's, max_steps comes down so the cosine decay still ends, instead of the
-    budget cutting the run off at a high learning rate. It never goes above the recipe's
-    steps, so on a machine fast enough the run is exactly the recipe."""
-
-    def __init__(self, budget_s: float, reserve_s: float, max_steps: int, every: int = 20, min_steps: int = 10) -> None:
-        self.budget_s, self.reserve_s, self.max_steps = budget_s, reserve_s, max_steps
-        self.every, self.min_steps = every, min_steps
-
-    def __call__(self, trainer, row: dict[str, Any]) -> None:
-        p = trainer.progress
-        if p.step < self.min_steps or p.step % self.every:
-            return
-        per_step = p.elapsed_s / p.step
-        left = self.budget_s - self.reserve_s - p.elapsed_s
-        trainer.cfg.max_steps = min(self.max_steps, p.step + max(1, int(left / per_step)))
 
 
 class BestByExactMatch:
@@ -134,6 +112,11 @@ class BestByExactMatch:
             self.say(f"step {step}: validation line exact match {row['line_exact_match']:.4f}, "
                      f"block {row['block_exact_match']:.4f} ({row['seconds']:.1f}s){' *' if improved else ''}")
         return row
+
+
+def problems_reported(output: str) -> int:
+    """How many problems an output line's error message lists (0 for a valid line)."""
+    return output.count(" y ") + 1 if output.startswith("Error:") else 0
 
 
 def _pairs(blocks: list[dict[str, Any]], unit: str) -> list[dict[str, str]]:
@@ -199,7 +182,10 @@ def train(
     if recipe.time_budget_s:
         # Keep back what the final check, evaluation and save take (a few percent of the budget).
         callbacks.insert(0, FitScheduleToBudget(recipe.time_budget_s, 0.03 * recipe.time_budget_s, cfg.max_steps))
-    trainer = Trainer(model, LengthBucketed(train_data, cfg.batch_size, recipe.bucket_batches), val_data, cfg,
+    dropped = set(train_data.dropped)  # too long for the context: not in train_data
+    weights = [recipe.error_weight ** problems_reported(p["output"]) for i, p in enumerate(train_pairs) if i not in dropped]
+    batches = LengthBucketed(train_data, cfg.batch_size, recipe.bucket_batches, weights)
+    trainer = Trainer(model, batches, val_data, cfg,
                       tokenizer, callbacks=callbacks, quiet=quiet)
     result = trainer.fit()
     threads_before = torch.get_num_threads()

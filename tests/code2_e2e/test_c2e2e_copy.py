@@ -1,0 +1,70 @@
+"""The copy constraint of Error lines: it never bans a correct answer, and bans miscopies."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from tinylm.tasks.code2.copy_constraint import QuotedFromInput, quotable_pieces
+from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
+from tinylm.tokenizers import train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def error_pairs() -> list[dict[str, str]]:
+    pairs = line_pairs(load_examples("train", "thesis", n=2000))
+    return [p for p in pairs if p["output"].startswith("Error:")]
+
+
+def test_every_quoted_token_of_the_data_is_a_quotable_piece(error_pairs):
+    quoted = 0
+    for p in error_pairs:
+        for token in re.findall(r"'([^']*)'", p["output"]):
+            assert token.upper() in quotable_pieces(p["input"]), (p["input"], token)
+            quoted += 1
+    assert quoted > 500
+
+
+def test_pieces_start_at_words_or_after_a_register_r():
+    pieces = quotable_pieces("Quita R61 al registro 181")
+    assert {"61", "R61", "181", "REGISTRO 181", "QUITA R61 AL REGISTRO 181"} <= pieces
+    assert "1" not in pieces and "18" not in pieces and "GISTRO" not in pieces
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_teacher_forced_references_are_never_banned(error_pairs, kind):
+    sample = error_pairs[:150]
+    tok = train_tokenizer(kind, [f"{p['input']}\n{p['output']}" for p in error_pairs], 300 if kind == "bpe" else None)
+    processor = QuotedFromInput(tok, [p["input"] for p in sample])
+    for row, p in enumerate(sample):
+        ids = tok.encode(p["output"]) + [tok.eos_id]
+        for t in range(len(ids)):
+            logits = torch.zeros(1, tok.vocab_size)
+            processor(logits, [row], [ids[:t]])
+            assert logits[0, ids[t]] == 0, (p["output"], tok.decode(ids[:t]))
+
+
+def test_miscopies_and_unclosed_quotes_are_banned():
+    tok = train_tokenizer("char", ["QUITA R61 AL REGISTRO 181\nError: registro '181' inválido y '2' 'x"])
+    processor = QuotedFromInput(tok, ["QUITA R61 AL REGISTRO 181"])
+
+    def allowed_ids(prefix: str) -> list[int]:
+        logits = torch.zeros(1, tok.vocab_size)
+        processor(logits, [0], [tok.encode(prefix)])
+        return [i for i in range(tok.vocab_size) if logits[0, i] == 0]
+
+    def allowed(prefix: str) -> set[str]:
+        return {tok.decode([i]) for i in allowed_ids(prefix)}
+
+    assert allowed("Error: registro '1") == {"8"}  # only 181 continues a piece
+    assert "'" not in allowed("Error: registro '18") and "'" in allowed("Error: registro '181")
+    assert "" not in allowed("Error: registro '181")  # no end of sequence inside a quote
+    assert len(allowed_ids("ADDS r1,")) == tok.vocab_size  # valid lines are left alone
+
+
+def test_the_thesis_task_constrains_and_the_full_task_does_not():
+    tok = train_tokenizer("char", ["abc"])
+    assert isinstance(Code2Task("thesis").logits_processor(tok, ["a"], 1), QuotedFromInput)
+    assert Code2Task("full").logits_processor(tok, ["a"], 1) is None
