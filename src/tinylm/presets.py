@@ -67,13 +67,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         preset="llama-style-nano", model={"n_kv_head": None, "block_size": 256}, tokenizer="bpe", vocab_size=512,
         train=dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0,
                    grad_clip=1.0, eval_every=1000, eval_batches=10, log_every=100),
-        task=dict(name="code2", data_preset="thesis", unit="line", time_budget_s=900.0, em_every=1000, em_blocks=100),
+        task=dict(name="code2", data_preset="thesis", unit="line", time_budget_s=900.0, em_every=1000, em_blocks=100,
+                  error_weight=2.0),
     ),
     "code2-full": dict(
         preset="llama-style-nano", model={"n_kv_head": None, "block_size": 256}, tokenizer="bpe", vocab_size=512,
         train=dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0,
                    grad_clip=1.0, eval_every=1000, eval_batches=10, log_every=100),
-        task=dict(name="code2", data_preset="full", unit="line", time_budget_s=900.0, em_every=1000, em_blocks=100),
+        task=dict(name="code2", data_preset="full", unit="line", time_budget_s=900.0, em_every=1000, em_blocks=100,
+                  hex_hints=True),
     ),
 }
 

@@ -42,6 +42,7 @@ class Code2Recipe:
     # Oversampling of the hard lines: a line whose output is an error message reporting k
     # problems is drawn error_weight ** k times as often as a valid line (1 = uniform).
     error_weight: float = 1.0
+    hex_hints: bool = False  # show every decimal numeral's hex value beside it (numerals.py)
 
     def __post_init__(self) -> None:
         if self.tokenizer not in TOKENIZERS:

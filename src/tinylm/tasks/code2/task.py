@@ -46,6 +46,7 @@ from tinylm.tasks.code2.copy_constraint import QuotedFromInput
 from tinylm.tasks.code2.equivalence import equivalent
 from tinylm.tasks.code2.errors_catalogue import is_error_line
 from tinylm.tasks.code2.generator import DEFAULT_N, DEFAULT_SEED, PRESETS, generate_examples, split_examples
+from tinylm.tasks.code2.numerals import add_hex_hints
 from tinylm.tasks.code2.validate import syntax_check
 
 UNITS = ("line", "block")
@@ -136,12 +137,13 @@ class Code2Task:
     }
 
     def __init__(self, preset: str = "thesis", unit: str = "line", data: str | None = None,
-                 n: int = DEFAULT_N, seed: int = DEFAULT_SEED) -> None:
+                 n: int = DEFAULT_N, seed: int = DEFAULT_SEED, hex_hints: bool = False) -> None:
         if preset not in PRESETS:
             raise TinyLMError(f"unknown code2 preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         if unit not in UNITS:
             raise TinyLMError(f"unknown code2 unit {unit!r}; choose one of: {', '.join(UNITS)}")
         self.preset, self.unit, self.data, self.n, self.seed = preset, unit, data, n, seed
+        self.hex_hints = hex_hints  # numerals annotated with their hex value (numerals.py)
         self.anchor = THESIS_ANCHOR if preset == "thesis" else None
         self.max_answer_bytes = MAX_ANSWER_BYTES[unit]
 
@@ -150,8 +152,12 @@ class Code2Task:
         rows = rows if limit is None else rows[:limit]
         return [Example(r["input"], r["output"], r.get("meta") or {}) for r in rows]
 
+    def model_input(self, text: str) -> str:
+        """A description (or one of its lines) as the model reads it."""
+        return add_hex_hints(text) if self.hex_hints else text
+
     def prompts(self, text: str) -> list[str]:
-        return split_input(text) if self.unit == "line" else [text]
+        return [self.model_input(t) for t in (split_input(text) if self.unit == "line" else [text])]
 
     def join(self, answers: list[str]) -> str:
         return "\n".join(answers)
@@ -203,4 +209,5 @@ def create(model_extra: dict[str, Any], data: str | None, preset: str | None) ->
     """The task for a model: its data preset and unit come from the checkpoint's config.extra["code2"]."""
     info = model_extra.get("code2") or {}
     return Code2Task(preset=preset or info.get("data_preset", "thesis"), unit=info.get("unit", "line"), data=data,
-                     n=info.get("n", DEFAULT_N), seed=info.get("seed", DEFAULT_SEED))
+                     n=info.get("n", DEFAULT_N), seed=info.get("seed", DEFAULT_SEED),
+                     hex_hints=info.get("hex_hints", False))

@@ -119,8 +119,10 @@ def problems_reported(output: str) -> int:
     return output.count(" y ") + 1 if output.startswith("Error:") else 0
 
 
-def _pairs(blocks: list[dict[str, Any]], unit: str) -> list[dict[str, str]]:
-    return line_pairs(blocks) if unit == "line" else [{"input": b["input"], "output": b["output"]} for b in blocks]
+def _pairs(blocks: list[dict[str, Any]], task: Code2Task) -> list[dict[str, str]]:
+    """Training pairs, their inputs written the way the task prompts the model."""
+    pairs = line_pairs(blocks) if task.unit == "line" else [{"input": b["input"], "output": b["output"]} for b in blocks]
+    return [{"input": task.model_input(p["input"]), "output": p["output"]} for p in pairs]
 
 
 def train(
@@ -158,11 +160,12 @@ def train(
 
     train_blocks = load_examples("train", recipe.data_preset, data, recipe.n, recipe.seed)
     val_blocks = load_examples("valid", recipe.data_preset, data, recipe.n, recipe.seed)
-    train_pairs, val_pairs = _pairs(train_blocks, recipe.unit), _pairs(val_blocks, recipe.unit)
+    task = Code2Task(recipe.data_preset, recipe.unit, data, recipe.n, recipe.seed, recipe.hex_hints)
+    train_pairs, val_pairs = _pairs(train_blocks, task), _pairs(val_blocks, task)
     tokenizer = train_tokenizer(recipe.tokenizer, [f"{p['input']}\n{p['output']}" for p in train_pairs], recipe.vocab_size)
     extra = {"preset": recipe.preset, "task": "code2",
              "code2": {"data_preset": recipe.data_preset, "unit": recipe.unit, "n": recipe.n, "seed": recipe.seed,
-                       "recipe": recipe.name}}
+                       "hex_hints": recipe.hex_hints, "recipe": recipe.name}}
     model_cfg = model_config(recipe.preset, **{**recipe.model, "vocab_size": tokenizer.vocab_size, "extra": extra})
     train_data = PairedDataset(train_pairs, tokenizer, model_cfg.block_size)
     n_val = cfg.eval_batches * cfg.batch_size  # the Trainer's val loss reads only these
@@ -175,7 +178,6 @@ def train(
             f"{model.num_params():,} parameters; "
             + (f"budget {recipe.time_budget_s:.0f}s" if recipe.time_budget_s else f"{cfg.max_steps} steps"))
 
-    task = Code2Task(recipe.data_preset, recipe.unit, data, recipe.n, recipe.seed)
     best = BestByExactMatch(task, val_blocks[: recipe.em_blocks], tokenizer, recipe.em_every, out,
                             say=None if quiet else say)
     callbacks: list = [best]
