@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.config import ModelConfig
+from tinylm.model.inference import InferenceLinear, inferring
 from tinylm.model.kv_cache import KVCache
 from tinylm.model.positions import rotate
 
@@ -32,6 +33,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.explicit = cfg.attention == "explicit"
+        self.qkv_t, self.proj_t = InferenceLinear(), InferenceLinear()
 
     def forward(
         self,
@@ -40,16 +42,19 @@ class CausalSelfAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         cache: KVCache | None,
     ) -> torch.Tensor:
-        """x: (B, T, C). mask: bool (B or 1, 1, T, S), True = may attend; None = plain causal."""
+        """x: (B, T, C). mask: bool (B or 1, 1, T, S), True = may attend; None = plain causal.
+        rope: cos and sin tables shaped (B or 1, T, 1, D), or None."""
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).split(
-            [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim], dim=-1
-        )
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        H, H_kv = self.n_head, self.n_kv_head
+        fast = inferring(self)
+        qkv = self.qkv_t.linear(x, self.qkv) if fast else self.qkv(x)
+        # Heads stay in (B, T, heads, D) order until attention: the query and key heads are
+        # adjacent there, so RoPE rotates both in one go.
+        qk, v = qkv.view(B, T, H + 2 * H_kv, self.head_dim).split([H + H_kv, H_kv], dim=2)
         if rope is not None:
-            q, k = rotate(q, *rope), rotate(k, *rope)
+            qk = rotate(qk, *rope)
+        q, k = qk.split([H, H_kv], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # now (B, H_kv, S, D) with S = past + T
         # With no mask, T > 1 means a causal block starting at position 0; T == 1 (a decode
@@ -63,7 +68,9 @@ class CausalSelfAttention(nn.Module):
                 q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal,
                 enable_gqa=self.n_kv_head != self.n_head,
             )
-        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
+        y = y.transpose(1, 2).reshape(B, T, H * self.head_dim)
+        if fast:
+            return self.proj_t.linear(y, self.proj)
         return self.resid_dropout(self.proj(y))
 
     def _explicit(

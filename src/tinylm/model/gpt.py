@@ -20,6 +20,7 @@ from torch import nn
 from tinylm.config import ModelConfig
 from tinylm.model.attention import CausalSelfAttention
 from tinylm.model.ffn import make_ffn
+from tinylm.model.inference import InferenceLinear, inferring
 from tinylm.model.kv_cache import KVCache
 from tinylm.model.norms import make_norm
 from tinylm.model.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions
@@ -64,6 +65,7 @@ class GPT(nn.Module):
             # The same matrix maps tokens to vectors and vectors back to token scores:
             # fewer parameters, and in small models usually a lower loss.
             self.lm_head.weight = self.tok_emb.weight
+        self.lm_head_t = InferenceLinear()
         self.apply(self._init_weights)
         # GPT-2: each residual branch adds to the stream, so its last projection starts
         # smaller (std / sqrt(2 * n_layer)) to keep the stream's variance from growing with depth.
@@ -94,21 +96,22 @@ class GPT(nn.Module):
         `last_only` computes logits for the last position only (all that sampling needs).
         Targets equal to -100 are ignored by the loss (padding, prompt tokens).
         """
-        B, T = idx.shape
+        T = idx.shape[1]
         past = cache.length if cache is not None else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds the context of {self.config.block_size}")
         pad = cache.pad if cache is not None else None
-        positions = torch.arange(past, past + T, device=idx.device).expand(B, T)
-        if pad is not None:
-            positions = (positions - pad[:, None]).clamp(min=0)
+        if pad is None:  # every row at past..past+T-1: the position tables are read by a slice
+            positions: torch.Tensor | slice = slice(past, past + T)
+        else:
+            positions = (torch.arange(past, past + T, device=idx.device) - pad[:, None]).clamp(min=0)
         mask = self._mask(T, past, pad, idx.device)
 
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
         x = self.drop(x)
-        rope = self.rope.tables(positions) if self.rope is not None else None
+        rope = self.rope.tables(positions, x.dtype) if self.rope is not None else None
         for block in self.blocks:
             x = block(x, mask, rope, cache)
         if cache is not None:
@@ -117,7 +120,7 @@ class GPT(nn.Module):
             x = self.norm_f(x)
         if last_only:
             x = x[:, -1:]
-        logits = self.lm_head(x)
+        logits = self.lm_head_t.linear(x, self.lm_head) if inferring(self) else self.lm_head(x)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)

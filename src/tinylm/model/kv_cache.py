@@ -43,9 +43,10 @@ class KVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's (B, H_kv, T, D) keys/values; return all keys/values so far."""
         end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys, values = self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys[:, :, self.length :] = k
+        values[:, :, self.length :] = v
+        return keys, values
 
     def advance(self, n: int) -> None:
         """Called once per forward pass, after every layer has written its n new slots."""

@@ -5,7 +5,8 @@
 - RoPE: no addition at all; queries and keys are rotated by an angle proportional to their
   position, so q·k depends only on the distance between tokens (Llama).
 Positions are passed explicitly as a (B, T) tensor: with left-padded batches and a KV cache,
-row b's token in slot i sits at position i - pad[b], not at i.
+row b's token in slot i sits at position i - pad[b], not at i. When every row shares the same
+positions (no padding) they are a slice instead, which reads the tables without a gather.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class LearnedPositions(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(block_size, dim))
 
-    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+    def forward(self, positions: torch.Tensor | slice) -> torch.Tensor:
         return self.weight[positions]
 
 
@@ -35,31 +36,36 @@ class SinusoidalPositions(nn.Module):
         table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
         self.register_buffer("table", table, persistent=False)
 
-    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+    def forward(self, positions: torch.Tensor | slice) -> torch.Tensor:
         return self.table[positions]
 
 
 class RotaryEmbedding(nn.Module):
-    """Precomputed cos/sin tables; `rotate` applies them to (B, H, T, D) queries or keys.
+    """Precomputed cos/sin tables; `rotate` applies them to (B, T, H, D) queries or keys.
 
     We use the "rotate half" layout (pairs are (i, i + D/2)), the same as Hugging Face's
-    Llama, so weights convert both ways without permuting rows.
+    Llama, so weights convert both ways without permuting rows. The first half of the sin
+    table is stored negated, so that `rotate` needs no negation of its own.
     """
 
     def __init__(self, block_size: int, head_dim: int, theta: float) -> None:
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)
-        angles = torch.cat([angles, angles], dim=-1)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", torch.cat([angles.cos(), angles.cos()], dim=-1), persistent=False)
+        self.register_buffer("sin", torch.cat([-angles.sin(), angles.sin()], dim=-1), persistent=False)
 
-    def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for (B, T) positions, shaped (B, 1, T, D) to broadcast over heads."""
-        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+    def tables(self, positions: torch.Tensor | slice, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for (B, T) positions (or a slice of T), shaped (B or 1, T, 1, D) to
+        broadcast over heads, in the dtype of the queries (cast once per forward, not per layer)."""
+        cos, sin = self.cos[positions].to(dtype), self.sin[positions].to(dtype)
+        return cos.unsqueeze(-2), sin.unsqueeze(-2)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    """x (B, T, H, D) rotated pairwise: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin).
+
+    Rolling by D/2 swaps the halves to (x2, x1); the sin table's negated first half supplies
+    the minus sign. One roll instead of two slices, a negation and a concatenation.
+    """
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
