@@ -26,9 +26,10 @@ from tinylm.data import TextDataset, prepare_corpus, tinyshakespeare_path
 from tinylm.model import GPT
 from tinylm.presets import model_config, recipe
 from tinylm.tokenizers import read_text, train_tokenizer
-from tinylm.training import TrainConfig, Trainer
+from tinylm.training import FitScheduleToBudget, TrainConfig, Trainer
 
 EVAL_BATCH = 256
+STEPS_HEADROOM = 10
 
 
 @torch.no_grad()
@@ -48,21 +49,31 @@ def train_timed(
     name: str, data_dir: Path, vocab_size: int, *, eval_every: int, max_steps: int | None = None,
     stop_at_s: float | None = None, target: float | None = None,
 ) -> dict[str, Any]:
-    """Train one recipe, timing only the optimizer steps; evaluate every `eval_every` steps."""
+    """Train one recipe, timing only the optimizer steps; evaluate every `eval_every` steps.
+
+    With `stop_at_s`, the run may take up to `STEPS_HEADROOM` times the recipe's steps and
+    the lr schedule is fitted to that time (FitScheduleToBudget brings max_steps down to what
+    fits): the cosine decay ends when the time does, instead of being cut off half-way down
+    or ending early and idling at the minimum learning rate."""
     r = recipe(name)
     cfg = model_config(r["preset"], vocab_size=vocab_size, **r["model"])
-    train_cfg = TrainConfig(**{**r["train"], "max_steps": max_steps or r["train"]["max_steps"]},
+    steps = max_steps or r["train"]["max_steps"] * (STEPS_HEADROOM if stop_at_s else 1)
+    train_cfg = TrainConfig(**{**r["train"], "max_steps": steps},
                             out_dir=str(data_dir / name), eval_every=0, save_every=0, tensorboard=False)
     train = TextDataset(data_dir / "train.bin", cfg.block_size)
     val = [TextDataset(data_dir / f"{split}.bin", cfg.block_size) for split in ("val", "test")]
     model = GPT(cfg)
     trainer = Trainer(model, train, None, train_cfg, quiet=True)
+    fit = FitScheduleToBudget(stop_at_s, 0.0, train_cfg.max_steps) if stop_at_s else None
     curve, train_s, reached_at = [], 0.0, None
     while trainer.progress.step < train_cfg.max_steps:
         t0 = time.perf_counter()
         trainer.train_step()
         train_s += time.perf_counter() - t0
         trainer.progress.step += 1
+        trainer.progress.elapsed_s = train_s
+        if fit is not None:
+            fit(trainer, {})
         step = trainer.progress.step
         if step % eval_every == 0 or step == train_cfg.max_steps or (stop_at_s and train_s >= stop_at_s):
             loss = full_val_loss(model, val)
