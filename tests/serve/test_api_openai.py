@@ -134,8 +134,9 @@ def test_a_client_that_disconnects_mid_stream_frees_its_rows(long_server):
         assert next(lines).startswith("data: ")
         assert scheduler_stats()["running_rows"] == 1
     assert _wait_idle(long_server)["cancelled"] == cancelled + 1
-    # Non-streaming too: the client gives up (timeout) and the server notices.
-    body["stream"] = False
+    # Non-streaming too: the client gives up (timeout) and the server notices. 32 rows of
+    # 1000 tokens take seconds, so the request is still running when the server next looks.
+    body |= {"stream": False, "prompt": ["a"] * 32}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(long_server.url + "/v1/completions", json=body, timeout=0.3)
     assert _wait_idle(long_server)["cancelled"] == cancelled + 2
