@@ -1,4 +1,4 @@
-"""The copy constraint of Error lines: it never bans a correct answer, and bans miscopies."""
+"""The copy constraint (Error-line quotes, memory-line addresses): it never bans a correct answer, and bans miscopies."""
 
 from __future__ import annotations
 
@@ -7,15 +7,27 @@ import re
 import pytest
 import torch
 
-from tinylm.tasks.code2.copy_constraint import QuotedFromInput, quotable_pieces
+from tinylm.tasks.code2.copy_constraint import CopiedFromInput, input_addresses, quotable_pieces
 from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
 from tinylm.tokenizers import train_tokenizer
 
 
 @pytest.fixture(scope="module")
-def error_pairs() -> list[dict[str, str]]:
-    pairs = line_pairs(load_examples("train", "thesis", n=2000))
-    return [p for p in pairs if p["output"].startswith("Error:")]
+def thesis_pairs() -> list[dict[str, str]]:
+    return line_pairs(load_examples("train", "thesis", n=2000))
+
+
+@pytest.fixture(scope="module")
+def error_pairs(thesis_pairs) -> list[dict[str, str]]:
+    return [p for p in thesis_pairs if p["output"].startswith("Error:")]
+
+
+@pytest.fixture(scope="module")
+def constrained_pairs(thesis_pairs) -> list[dict[str, str]]:
+    """Error lines and memory lines, alternating, so a sample has both kinds."""
+    errors = [p for p in thesis_pairs if p["output"].startswith("Error:")]
+    memory = [p for p in thesis_pairs if p["output"].startswith(("LD ", "ST "))]
+    return [p for pair in zip(errors, memory) for p in pair]
 
 
 def test_every_quoted_token_of_the_data_is_a_quotable_piece(error_pairs):
@@ -33,11 +45,21 @@ def test_pieces_start_at_words_or_after_a_register_r():
     assert "1" not in pieces and "18" not in pieces and "GISTRO" not in pieces
 
 
+def test_every_memory_address_is_a_hex_word_of_the_input(thesis_pairs):
+    memory = [p for p in thesis_pairs if p["output"].startswith(("LD ", "ST "))]
+    for p in memory:
+        lo, hi = re.search(r"H'([0-9A-F]{2})'.* ; rD = ([0-9A-F]{2})00$", p["output"]).groups()
+        assert hi + lo in input_addresses(p["input"]), p
+    assert len(memory) > 2000
+    assert input_addresses("Lee 9d y pásalo a r0.") == {"009D", "000A"}  # "a" is a hex word too
+
+
 @pytest.mark.parametrize("kind", ["char", "bpe"])
-def test_teacher_forced_references_are_never_banned(error_pairs, kind):
-    sample = error_pairs[:150]
-    tok = train_tokenizer(kind, [f"{p['input']}\n{p['output']}" for p in error_pairs], 300 if kind == "bpe" else None)
-    processor = QuotedFromInput(tok, [p["input"] for p in sample])
+def test_teacher_forced_references_are_never_banned(constrained_pairs, kind):
+    sample = constrained_pairs[:300]
+    tok = train_tokenizer(kind, [f"{p['input']}\n{p['output']}" for p in constrained_pairs],
+                          300 if kind == "bpe" else None)
+    processor = CopiedFromInput(tok, [p["input"] for p in sample])
     for row, p in enumerate(sample):
         ids = tok.encode(p["output"]) + [tok.eos_id]
         for t in range(len(ids)):
@@ -48,7 +70,7 @@ def test_teacher_forced_references_are_never_banned(error_pairs, kind):
 
 def test_miscopies_and_unclosed_quotes_are_banned():
     tok = train_tokenizer("char", ["QUITA R61 AL REGISTRO 181\nError: registro '181' inválido y '2' 'x"])
-    processor = QuotedFromInput(tok, ["QUITA R61 AL REGISTRO 181"])
+    processor = CopiedFromInput(tok, ["QUITA R61 AL REGISTRO 181"])
 
     def allowed_ids(prefix: str) -> list[int]:
         logits = torch.zeros(1, tok.vocab_size)
@@ -64,7 +86,33 @@ def test_miscopies_and_unclosed_quotes_are_banned():
     assert len(allowed_ids("ADDS r1,")) == tok.vocab_size  # valid lines are left alone
 
 
+def test_address_miscopies_are_banned():
+    source = "LEE 1AD0 Y PÁSALO A R4"  # hex words: 1AD0 and A
+    tok = train_tokenizer("char", [source + "\nLD r4,[rD+H'D0'] ; rD = 1A00\nST [rD+H'0A'],r4"])
+    processor = CopiedFromInput(tok, [source])
+
+    def allowed_ids(prefix: str) -> list[int]:
+        logits = torch.zeros(1, tok.vocab_size)
+        processor(logits, [0], [tok.encode(prefix)])
+        return [i for i in range(tok.vocab_size) if logits[0, i] == 0]
+
+    def allowed(prefix: str) -> set[str]:
+        return {tok.decode([i]) for i in allowed_ids(prefix)}
+
+    assert allowed("LD r4,[rD+") == {"H"}
+    assert allowed("LD r4,[rD+H'") == {"D", "0"}  # D0 (from 1AD0) or 0A (from A)
+    assert allowed("LD r4,[rD+H'D") == {"0"}
+    assert allowed("LD r4,[rD+H'D0") == {"'"}
+    assert len(allowed_ids("LD r4,[rD+H'D0'")) == tok.vocab_size  # "] ; rD =" is the model's
+    assert allowed("LD r4,[rD+H'D0'] ; rD =") == {" "}
+    assert allowed("LD r4,[rD+H'D0'] ; rD = ") == {"1"}  # not "A", "D": the high byte of 1AD0
+    assert allowed("LD r4,[rD+H'D0'] ; rD = 1A0") == {"0"}
+    assert allowed("LD r4,[rD+H'D0'] ; rD = 1A00") == {"", "\n"}  # the line ends
+    assert allowed("ST [rD+H'0A'],r4 ; rD = ") == {"0"}
+    assert len(allowed_ids("ADDS r4,")) == tok.vocab_size
+
+
 def test_the_thesis_task_constrains_and_the_full_task_does_not():
     tok = train_tokenizer("char", ["abc"])
-    assert isinstance(Code2Task("thesis").logits_processor(tok, ["a"], 1), QuotedFromInput)
+    assert isinstance(Code2Task("thesis").logits_processor(tok, ["a"], 1), CopiedFromInput)
     assert Code2Task("full").logits_processor(tok, ["a"], 1) is None

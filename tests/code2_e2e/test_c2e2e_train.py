@@ -133,3 +133,36 @@ def test_train_command_on_a_small_dataset(tmp_path: Path, capsys: pytest.Capture
     assert f"tinylm eval-task {out / 'model'}" in printed
     assert (out / "model" / "model.safetensors").is_file()
     assert main(["code2", "train", "--preset", "thesis", "--data", str(data), "--out", str(out), "--quiet"]) == 2
+
+
+class _ScoredByFirstWeight:
+    """BestByExactMatch.measure stand-in: a checkpoint's score is its first weight, so a test
+    can make the chosen checkpoint better or worse than the final weights."""
+
+    def __call__(self, model, blocks):
+        first = float(next(model.parameters()).detach().flatten()[0])
+        return {"line_exact_match": first, "block_exact_match": first, "blocks": len(blocks), "seconds": 0.0}
+
+
+@pytest.mark.parametrize("final_value, winner_step", [(0.2, 10), (0.9, 20), (0.5, 20)])
+def test_final_choice_keeps_the_better_of_checkpoint_and_final_weights(tmp_path, final_value, winner_step):
+    from tinylm.config import ModelConfig
+    from tinylm.model import GPT
+    from tinylm.tasks.code2.train import BestByExactMatch
+
+    tok = train_tokenizer("char", ["abc"])
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=16))
+    best = BestByExactMatch(None, [{}] * 3, tok, every=10, out_dir=tmp_path)
+    best.measure = _ScoredByFirstWeight()
+    first = next(model.parameters())
+    with torch.no_grad():
+        first.flatten()[0] = 0.5
+    best.check(model, 10)
+    with torch.no_grad():
+        first.flatten()[0] = final_value
+    winner = best.final(model, 20, [{}] * 5)
+    assert winner["step"] == best.best["step"] == winner_step and winner["blocks"] == 5  # ties go to the final weights
+    assert float(next(model.parameters()).flatten()[0]) == pytest.approx(final_value)  # the model keeps its final weights
+    saved = tinylm.load(tmp_path / "model").model
+    assert float(next(saved.parameters()).flatten()[0]) == pytest.approx(max(0.5, final_value))
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["step"] == winner_step

@@ -13,7 +13,7 @@ from tinylm.errors import TinyLMError
 from tinylm.evaluation import evaluate, get_task, markdown, write_report
 from tinylm.evaluation.task import Example
 from tinylm.generation import GenerationConfig, GenerationResult
-from tinylm.tasks.code2.copy_constraint import QuotedFromInput
+from tinylm.tasks.code2.copy_constraint import CopiedFromInput
 from tinylm.tasks.code2.task import Code2Task, line_pairs
 from tinylm.tokenizers import train_tokenizer
 
@@ -65,7 +65,7 @@ def test_perfect_predictions_score_one(task: Code2Task):
     assert sum(engine.batches[: -2]) == n_lines and max(engine.batches) == 7
     assert sum(r["examples"] for r in s["by_length"]) == 30
     # Every batch was decoded under the task's constraint, built for that batch's lines.
-    assert all(isinstance(p, QuotedFromInput) for p in engine.processors)
+    assert all(isinstance(p, CopiedFromInput) for p in engine.processors)
     assert [len(p.pieces) for p in engine.processors] == engine.batches
     engine.processors.clear()
     evaluate(lm, task, "test", GenerationConfig(temperature=0), limit=3, latency_examples=0, constrained=False)

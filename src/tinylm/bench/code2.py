@@ -55,7 +55,7 @@ def _one(preset: str, quick: bool, folder: Path) -> dict[str, Any]:
     recipe = recipe_for(preset)
     limit = None
     if quick:
-        recipe = recipe.replace(n=2000, time_budget_s=20.0, em_blocks=20,
+        recipe = recipe.replace(n=2000, time_budget_s=20.0, em_blocks=20, final_blocks=20,
                                 model={**recipe.model, "n_layer": 2, "n_embd": 64, "n_head": 2},
                                 train={**recipe.train, "eval_every": 0})
         limit = 50

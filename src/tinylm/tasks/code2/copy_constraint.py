@@ -1,21 +1,36 @@
-"""Quoted tokens come from the input: a copy constraint for CODE-2's `Error:` lines.
+"""What comes from the input is copied, not guessed: a copy constraint for CODE-2 (thesis).
 
-An error line quotes the offending text of its description, e.g.
+Two kinds of output text are pieces of the description, and a small model sometimes
+miscopies them (measured on the test split: these were most of its errors):
+
+**Quoted tokens of `Error:` lines.** An error line quotes the offending text, e.g.
 
     QUITA R61 AL REGISTRO 181 Y GUARDA ...  ->  Error: registro '181' inválido y registro '61' inválido
 
-A small model gets the messages right but sometimes miscopies the quoted text ('218' for
-'181', '7A5R2' for '7A5R'). Copying is not something to guess: every quoted token of the
-dataset is a piece of its input line, compared without case, that starts at a word (or
-right after the `r` of a register: 'N' in rN, '61' in R61) and ends at a word's end
-(checked on all 53 231 quoted tokens of the thesis data). So while the model writes
-inside quotes, this processor allows only tokens that keep the quoted text a prefix of
-such a piece, and a closing quote only after a whole piece. It never forbids a correct
-answer, and it leaves valid lines and the message words to the model.
+('218' for '181', '7A5R2' for '7A5R'). Every quoted token of the dataset is a piece of its
+input line, compared without case, that starts at a word (or right after the `r` of a
+register: 'N' in rN, '61' in R61) and ends at a word's end (checked on all 53 231 quoted
+tokens of the thesis data). So while the model writes inside quotes, only tokens that
+keep the quoted text a prefix of such a piece are allowed, and a closing quote only after
+a whole piece.
+
+**The address of a memory line.** `LEE LA DIRECCIÓN 1AD0 Y GUÁRDALA EN R4` becomes
+`LD r4,[rD+H'D0'] ; rD = 1A00`: the offset is the address's low byte and the comment its
+high byte, both digits of one hexadecimal word of the input (1 to 4 digits, read as
+0-padded to 4). The model wrote `rD = 1D00` or `AD00` (the "D" of "rD" pulls): after
+`[rD+` only `H'lo'` of an input word may follow, and after ` ; rD =` only ` hi00` of the
+word whose low byte was written, then the end of the line.
+
+Both never forbid a correct answer (tests teacher-force every reference of the data
+through them) and leave everything else, valid instructions and message words, to the
+model. A token that straddles the start of a span (none in the recipes' vocabularies)
+goes unchecked: the constraint stays sound, only less strict.
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Sequence
 
 import torch
@@ -24,6 +39,10 @@ from tinylm.generation import LogitsProcessor
 from tinylm.tasks.code2.errors_catalogue import PREFIX
 
 QUOTE = "'"
+OFFSET_ANCHOR = "[rD+"  # then H'lo'
+HIGH_ANCHOR = " ; rD ="  # then " hi00" and the end of the line
+_HEX_WORD = re.compile(r"[0-9A-F]{1,4}")
+_OFFSET = re.compile(r"\[rD\+H'([0-9A-F]{2})'")
 
 
 def quotable_pieces(line: str) -> set[str]:
@@ -36,8 +55,15 @@ def quotable_pieces(line: str) -> set[str]:
     return {s[i:j] for i in starts for j in ends if j > i}
 
 
-class QuotedFromInput(LogitsProcessor):
-    """Mask tokens that would make a quoted token of an `Error:` line differ from the input.
+def input_addresses(line: str) -> set[str]:
+    """The addresses a memory line of `line` may use: its hexadecimal words, 4 digits."""
+    words = (w.strip(".,;:!?¡¿") for w in line.upper().split())
+    return {w.zfill(4) for w in words if _HEX_WORD.fullmatch(w)}
+
+
+class CopiedFromInput(LogitsProcessor):
+    """Mask tokens that would make a quoted token of an `Error:` line, or the address of a
+    memory line, differ from the input.
 
     `sources[p]` is the input line of prompt p; with beam search, row r belongs to prompt
     r // num_beams. Stateless: each call reads the row's text so far from its ids."""
@@ -46,21 +72,68 @@ class QuotedFromInput(LogitsProcessor):
         self.tokenizer, self.num_beams = tokenizer, num_beams
         self.pieces = [quotable_pieces(s) for s in sources]
         self.prefixes = [{p[:k] for p in pieces for k in range(1, len(p) + 1)} for pieces in self.pieces]
+        self.addresses = [input_addresses(s) for s in sources]
         self.texts = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
         self.with_quote = [i for i, t in enumerate(self.texts) if QUOTE in t]
+        self.by_text: dict[str, list[int]] = {}
+        for i, t in enumerate(self.texts):
+            if t:
+                self.by_text.setdefault(t, []).append(i)
+        self.sorted_texts = sorted((t, i) for i, t in enumerate(self.texts) if t)  # tokens starting with x: a range
 
     def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
         for i, (row, ids) in enumerate(zip(rows, generated)):
             line = self.tokenizer.decode(list(ids)).split("\n")[-1]
-            if not line.startswith(PREFIX):
-                continue
             p = row // self.num_beams
-            in_quote = line.count(QUOTE) % 2 == 1
-            partial = line[line.rfind(QUOTE) + 1 :] if in_quote else ""
-            candidates = range(len(self.texts)) if in_quote else self.with_quote
-            banned = [v for v in candidates if not self._fits(p, in_quote, partial, self.texts[v])]
-            if banned:
-                logits[i, banned] = float("-inf")
+            if line.startswith(PREFIX):
+                in_quote = line.count(QUOTE) % 2 == 1
+                partial = line[line.rfind(QUOTE) + 1 :] if in_quote else ""
+                candidates = range(len(self.texts)) if in_quote else self.with_quote
+                banned = [v for v in candidates if not self._fits(p, in_quote, partial, self.texts[v])]
+                if banned:
+                    logits[i, banned] = float("-inf")
+            elif line.startswith(("LD ", "ST ")) and self.addresses[p]:
+                allowed = self._address_tokens(p, line)
+                if allowed is not None:
+                    keep = logits[i, allowed].clone()
+                    logits[i] = float("-inf")
+                    logits[i, allowed] = keep
+
+    def _address_tokens(self, p: int, line: str) -> list[int] | None:
+        """The tokens that keep a memory line's address a copy of an input word (None: no limit)."""
+        addresses = self.addresses[p]
+        high = line.find(HIGH_ANCHOR)
+        if high >= 0:  # writing the comment: the high byte of the address whose low byte was written
+            offset = _OFFSET.search(line)
+            targets = {f" {a[:2]}00" for a in addresses if offset and a[2:] == offset.group(1)}
+            written, ends_line = line[high + len(HIGH_ANCHOR) :], True
+        elif (start := line.find(OFFSET_ANCHOR)) >= 0:
+            targets = {f"H'{a[2:]}'" for a in addresses}
+            written, ends_line = line[start + len(OFFSET_ANCHOR) :], False
+        else:
+            return None
+        rests = [t[len(written) :] for t in targets if t.startswith(written)]
+        if not rests or (not ends_line and "" in rests):
+            return None  # the span is complete (or already off every target: leave it to the model)
+        allowed: set[int] = set()
+        for rest in rests:
+            if ends_line:
+                if rest == "":
+                    allowed.add(self.tokenizer.eos_id)
+                rest += "\n"
+            for k in range(1, len(rest) + 1):
+                allowed.update(self.by_text.get(rest[:k], ()))
+            allowed.update(self._tokens_starting_with(rest))
+        return sorted(allowed)
+
+    def _tokens_starting_with(self, text: str) -> list[int]:
+        """Ids of the tokens longer than `text` that start with it."""
+        ids = []
+        for t, i in self.sorted_texts[bisect.bisect_right(self.sorted_texts, (text, len(self.texts))) :]:
+            if not t.startswith(text):
+                break
+            ids.append(i)
+        return ids
 
     def _fits(self, p: int, in_quote: bool, partial: str, text: str) -> bool:
         """Whether writing `text` keeps every quote of the line a piece of input p."""

@@ -38,6 +38,7 @@ class Code2Recipe:
     time_budget_s: float = 0.0  # 0 = run train["max_steps"]; else fit the schedule to this wall time
     em_every: int = 0  # steps between validation exact-match checks; 0 = at the end only
     em_blocks: int = 100  # validation blocks decoded at each check
+    final_blocks: int = 500  # blocks for the final choice: chosen checkpoint vs final weights
     bucket_batches: int = 8  # batches per length bucket (bucketing.py)
     # Oversampling of the hard lines: a line whose output is an error message reporting k
     # problems is drawn error_weight ** k times as often as a valid line (1 = uniform).
@@ -51,9 +52,9 @@ class Code2Recipe:
             raise TinyLMError(f"recipe {self.name}: data preset {self.data_preset!r} is not one of {', '.join(PRESETS)}")
         if self.unit not in UNITS:
             raise TinyLMError(f"recipe {self.name}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
-        if self.time_budget_s < 0 or self.em_every < 0 or self.em_blocks < 1 or self.n < 10 or self.error_weight < 1:
+        if self.time_budget_s < 0 or self.em_every < 0 or self.em_blocks < 1 or self.final_blocks < 1 or self.n < 10 or self.error_weight < 1:
             raise TinyLMError(f"recipe {self.name}: time_budget_s and em_every must be >= 0, em_blocks >= 1, n >= 10, "
-                              "error_weight >= 1")
+                              "final_blocks >= 1, error_weight >= 1")
 
     @classmethod
     def from_hub(cls, name: str, entry: dict[str, Any]) -> "Code2Recipe":

@@ -42,7 +42,7 @@ from typing import Any
 from tinylm.errors import TinyLMError
 from tinylm.evaluation.task import Anchor, Example
 from tinylm.generation import LogitsProcessor
-from tinylm.tasks.code2.copy_constraint import QuotedFromInput
+from tinylm.tasks.code2.copy_constraint import CopiedFromInput
 from tinylm.tasks.code2.equivalence import equivalent
 from tinylm.tasks.code2.errors_catalogue import is_error_line
 from tinylm.tasks.code2.generator import DEFAULT_N, DEFAULT_SEED, PRESETS, generate_examples, split_examples
@@ -178,11 +178,12 @@ class Code2Task:
         return classify_error(prediction, example.reference, self.length(example), scores)
 
     def logits_processor(self, tokenizer: Any, prompts: list[str], num_beams: int) -> LogitsProcessor | None:
-        """Quoted tokens of Error lines are copied from the input (copy_constraint.py); the
-        full preset has no Error lines, so it decodes unconstrained."""
+        """Quoted tokens of Error lines and the addresses of memory lines are copied from the
+        input (copy_constraint.py); the full preset has neither form (no Error lines, no
+        `; rD = hi00` comments), so it decodes unconstrained."""
         if self.preset != "thesis":
             return None
-        return QuotedFromInput(tokenizer, prompts, num_beams)
+        return CopiedFromInput(tokenizer, prompts, num_beams)
 
 
 def classify_error(prediction: str, reference: str, length: int, scores: dict[str, float]) -> list[str]:

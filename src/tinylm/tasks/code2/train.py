@@ -16,7 +16,8 @@ What a run does, in order:
    shortens the lr schedule if the steps would not fit in the time budget, one decodes
    validation blocks every `em_every` steps and keeps the checkpoint with the best line
    exact match in `model/` (ties go to the later step, which has seen more data);
-5. a last check of the final weights, then summary.json.
+5. a final choice between that checkpoint and the final weights on `final_blocks`
+   validation blocks (more than a mid-run check can afford), then summary.json.
 
 The run folder: model/ (the chosen checkpoint), last/ and best/ (the Trainer's: latest,
 lowest validation loss), recipe.json, summary.json, exact_match.jsonl, metrics.jsonl,
@@ -58,7 +59,7 @@ class TrainSummary:
     tokenizer: str
     vocab_size: int
     best_step: int
-    val_line_exact_match: float  # of the chosen checkpoint, on the first em_blocks validation blocks
+    val_line_exact_match: float  # of the chosen checkpoint, on the blocks of its last measurement
     val_block_exact_match: float
     best_val_loss: float | None
 
@@ -67,51 +68,86 @@ class TrainSummary:
 
 
 class BestByExactMatch:
-    """Greedy-decode validation blocks; keep the checkpoint with the best line exact match."""
+    """Greedy-decode validation blocks; keep the checkpoint with the best line exact match.
+
+    A check on 100 blocks decides by a handful of lines, so at the end `final` measures the
+    chosen checkpoint and the final weights again on more blocks and keeps the better one
+    (on the thesis run, the step-5000 checkpoint won the 100-block checks 0.9905 to 0.9826
+    of lines, yet the final weights were better on the test split: 0.9506 vs 0.9439 EM)."""
 
     def __init__(self, task: Code2Task, blocks: list[dict[str, Any]], tokenizer, every: int, out_dir: Path,
                  say: Callable[[str], None] | None = None) -> None:
         self.task, self.blocks, self.tokenizer, self.every = task, blocks, tokenizer, every
         self.out_dir, self.say = out_dir, say
         self.best: dict[str, Any] | None = None
+        self.best_state: dict[str, Any] | None = None  # a copy of the chosen weights, for `final`
 
     def __call__(self, trainer, row: dict[str, Any]) -> None:
         if self.every and row["step"] % self.every == 0:
             self.check(trainer.model, row["step"])
 
-    def measure(self, model) -> dict[str, float]:
+    def measure(self, model, blocks: list[dict[str, Any]]) -> dict[str, Any]:
         from tinylm.api import LanguageModel
         from tinylm.evaluation.harness import predict
         from tinylm.generation import GenerationConfig
 
+        t0 = time.perf_counter()
         lm = LanguageModel(model, self.tokenizer)
         config = GenerationConfig(temperature=0.0, max_new_tokens=model.config.block_size)
-        preds, _ = predict(lm, self.task, [b["input"] for b in self.blocks], config)
-        lines = right = blocks = 0
-        for b, pred in zip(self.blocks, preds):
+        preds, _ = predict(lm, self.task, [b["input"] for b in blocks], config)
+        lines = right = exact = 0
+        for b, pred in zip(blocks, preds):
             ref_lines, pred_lines = b["output"].split("\n"), pred.split("\n")
             right += sum(p == r for p, r in zip(pred_lines, ref_lines))
             lines += max(len(ref_lines), len(pred_lines))
-            blocks += pred == b["output"]
-        return {"line_exact_match": right / lines, "block_exact_match": blocks / len(self.blocks)}
+            exact += pred == b["output"]
+        return {"line_exact_match": right / lines, "block_exact_match": exact / len(blocks), "blocks": len(blocks),
+                "seconds": time.perf_counter() - t0}
 
     def check(self, model, step: int) -> dict[str, Any]:
-        from tinylm.checkpoint import save_checkpoint
-
-        t0 = time.perf_counter()
-        row: dict[str, Any] = {"step": step, **self.measure(model)}
-        row["seconds"] = time.perf_counter() - t0
+        row: dict[str, Any] = {"step": step, **self.measure(model, self.blocks)}
         improved = self.best is None or row["line_exact_match"] >= self.best["line_exact_match"]
         if improved:
-            self.best = row
-            save_checkpoint(self.out_dir / MODEL_DIR, model, self.tokenizer,
-                            extra=lambda folder: write_json(folder / "metrics.json", row))
+            self._keep(model, row)
+        self._log(row, improved)
+        return row
+
+    def final(self, model, step: int, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keep the better of the chosen checkpoint and the final weights on `blocks`; ties go
+        to the final weights, which have seen more data."""
+        final_row = {"step": step, **self.measure(model, blocks)}
+        if self.best is None or self.best["step"] == step or self.best_state is None:
+            self._keep(model, final_row)
+            self._log(final_row, True)
+            return final_row
+        final_state = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.best_state)
+        best_row = {"step": self.best["step"], **self.measure(model, blocks)}
+        model.load_state_dict(final_state)
+        winner = best_row if best_row["line_exact_match"] > final_row["line_exact_match"] else final_row
+        self._log(best_row, winner is best_row)
+        self._log(final_row, winner is final_row)
+        if winner is final_row:
+            self._keep(model, final_row)
+        else:
+            self.best = best_row
+        return winner
+
+    def _keep(self, model, row: dict[str, Any]) -> None:
+        from tinylm.checkpoint import save_checkpoint
+
+        self.best = row
+        self.best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        save_checkpoint(self.out_dir / MODEL_DIR, model, self.tokenizer,
+                        extra=lambda folder: write_json(folder / "metrics.json", row))
+
+    def _log(self, row: dict[str, Any], chosen: bool) -> None:
         with open(self.out_dir / EM_LOG, "a", encoding="utf-8") as f:  # a log: appended, like metrics.jsonl
             f.write(json.dumps(row) + "\n")
         if self.say:
-            self.say(f"step {step}: validation line exact match {row['line_exact_match']:.4f}, "
-                     f"block {row['block_exact_match']:.4f} ({row['seconds']:.1f}s){' *' if improved else ''}")
-        return row
+            self.say(f"step {row['step']}: validation line exact match {row['line_exact_match']:.4f}, "
+                     f"block {row['block_exact_match']:.4f} on {row['blocks']} blocks "
+                     f"({row['seconds']:.1f}s){' *' if chosen else ''}")
 
 
 def problems_reported(output: str) -> int:
@@ -194,8 +230,7 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     try:
-        if best.best is None or best.best["step"] != result.steps:
-            best.check(model, result.steps)
+        best.final(model, result.steps, val_blocks[: max(recipe.final_blocks, recipe.em_blocks)])
     finally:
         torch.set_num_threads(threads_before)
     chosen = best.best
