@@ -68,9 +68,8 @@ def test_teacher_forced_references_are_never_banned(constrained_pairs, kind):
             assert logits[0, ids[t]] == 0, (p["output"], tok.decode(ids[:t]))
 
 
-def test_miscopies_and_unclosed_quotes_are_banned():
-    tok = train_tokenizer("char", ["QUITA R61 AL REGISTRO 181\nError: registro '181' inválido y '2' 'x"])
-    processor = CopiedFromInput(tok, ["QUITA R61 AL REGISTRO 181"])
+def _probe(processor: CopiedFromInput, tok):
+    """Two views of what the processor allows after a prefix of output: token ids, and their texts."""
 
     def allowed_ids(prefix: str) -> list[int]:
         logits = torch.zeros(1, tok.vocab_size)
@@ -79,6 +78,15 @@ def test_miscopies_and_unclosed_quotes_are_banned():
 
     def allowed(prefix: str) -> set[str]:
         return {tok.decode([i]) for i in allowed_ids(prefix)}
+
+    return allowed_ids, allowed
+
+
+def test_miscopies_and_unclosed_quotes_are_banned():
+    tok = train_tokenizer("char", ["QUITA R61 AL REGISTRO 181\nError: registro '181' inválido y '2' 'x"])
+    processor = CopiedFromInput(tok, ["QUITA R61 AL REGISTRO 181"])
+
+    allowed_ids, allowed = _probe(processor, tok)
 
     assert allowed("Error: registro '1") == {"8"}  # only 181 continues a piece
     assert "'" not in allowed("Error: registro '18") and "'" in allowed("Error: registro '181")
@@ -91,13 +99,7 @@ def test_address_miscopies_are_banned():
     tok = train_tokenizer("char", [source + "\nLD r4,[rD+H'D0'] ; rD = 1A00\nST [rD+H'0A'],r4"])
     processor = CopiedFromInput(tok, [source])
 
-    def allowed_ids(prefix: str) -> list[int]:
-        logits = torch.zeros(1, tok.vocab_size)
-        processor(logits, [0], [tok.encode(prefix)])
-        return [i for i in range(tok.vocab_size) if logits[0, i] == 0]
-
-    def allowed(prefix: str) -> set[str]:
-        return {tok.decode([i]) for i in allowed_ids(prefix)}
+    allowed_ids, allowed = _probe(processor, tok)
 
     assert allowed("LD r4,[rD+") == {"H"}
     assert allowed("LD r4,[rD+H'") == {"D", "0"}  # D0 (from 1AD0) or 0A (from A)
