@@ -61,8 +61,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Spanish -> CODE-2 (`tinylm code2 train --preset thesis|full`, tasks/code2/recipes.py): a
     # line translator trained from scratch, byte-level BPE-512 (chosen over characters by
     # measurement), 869k parameters; `task` holds the CODE-2 settings. 8000 steps of 64 lines
-    # are 16M tokens: about 14 min on 2 idle cores (19k tokens/s), 45 min on 1 shared core;
-    # the 15 min budget shortens the schedule on a slower machine. Figures: docs/code2.md.
+    # are about 16M tokens: 14 min on 2 idle Xeon cores (19k tokens/s); on 2 AMD EPYC cores
+    # (16k tokens/s) the 15 min budget shortens the schedule to about 5 700 (thesis) and
+    # 6 900 (full, shorter lines) steps. Figures: docs/code2.md.
     "code2-thesis": dict(
         preset="llama-style-nano", model={"n_kv_head": None, "block_size": 256}, tokenizer="bpe", vocab_size=512,
         train=dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0,
