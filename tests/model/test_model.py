@@ -132,3 +132,22 @@ def test_presets_build():
     assert model_config("llama-style-nano").kv_heads < model_config("llama-style-nano").n_head
     with pytest.raises(TinyLMError, match="unknown preset"):
         model_config("gpt5")
+
+
+@pytest.mark.parametrize("rows", [[2, 0, 0, 1], [3, 1]])  # beams reshuffled (same size); rows dropped
+def test_kv_cache_reorder_keeps_the_chosen_rows_filled_slots(rows):
+    cfg = ModelConfig(vocab_size=16, n_layer=2, n_head=2, n_embd=8, block_size=16)
+    cache = KVCache(cfg, batch_size=4, max_len=10)
+    keys, values = torch.randn(2, 4, cfg.kv_heads, 6, cfg.head_dim), torch.randn(2, 4, cfg.kv_heads, 6, cfg.head_dim)
+    for layer in range(2):
+        cache.update(layer, keys[layer], values[layer])
+    cache.advance(6)
+    cache.reorder(torch.tensor(rows))
+    assert cache.batch_size == len(rows)
+    keys, values = keys[:, rows], values[:, rows]
+    if len(rows) == 4:  # again: the same-size path swaps between two buffers
+        cache.reorder(torch.tensor([1, 3, 3, 0]))
+        keys, values = keys[:, [1, 3, 3, 0]], values[:, [1, 3, 3, 0]]
+    for layer in range(2):
+        k, v = cache.update(layer, keys[layer, :, :, :1], values[layer, :, :, :1])  # a 7th slot
+        assert torch.equal(k[:, :, :6], keys[layer]) and torch.equal(v[:, :, :6], values[layer])

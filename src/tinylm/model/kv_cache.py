@@ -35,6 +35,7 @@ class KVCache:
         self.max_len = max_len
         self.length = 0  # slots filled so far, the same for every row
         self.pad = pad if pad is not None and bool(pad.any()) else None
+        self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # reorder's second buffers
 
     @property
     def batch_size(self) -> int:
@@ -53,8 +54,26 @@ class KVCache:
         self.length += n
 
     def reorder(self, rows: torch.Tensor) -> None:
-        """Keep only the given batch rows, in that order (beam search picks its survivors)."""
-        self.k = self.k.index_select(1, rows)
-        self.v = self.v.index_select(1, rows)
+        """Keep only the given batch rows, in that order (beam search picks its survivors).
+
+        Beam search reorders at every step, so this must not cost a whole cache: only the
+        filled slots are gathered, into a second buffer of the same size that then swaps
+        with the first (no allocation: allocating and copying whole buffers made a step
+        of 128 beams take 65 ms instead of a few)."""
+        n = self.length
+        if rows.numel() == self.batch_size:
+            if self._spare is None or self._spare[0].shape != self.k.shape:  # (continuous batching trims k, v)
+                self._spare = (torch.empty_like(self.k), torch.empty_like(self.v))
+            spare_k, spare_v = self._spare
+            torch.index_select(self.k[:, :, :, :n], 1, rows, out=spare_k[:, :, :, :n])
+            torch.index_select(self.v[:, :, :, :n], 1, rows, out=spare_v[:, :, :, :n])
+            self._spare = (self.k, self.v)
+            self.k, self.v = spare_k, spare_v
+        else:
+            shape = (self.k.shape[0], rows.numel(), *self.k.shape[2:])
+            k, v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+            k[:, :, :, :n] = self.k[:, :, :, :n].index_select(1, rows)
+            v[:, :, :, :n] = self.v[:, :, :, :n].index_select(1, rows)
+            self.k, self.v, self._spare = k, v, None
         if self.pad is not None:
             self.pad = self.pad.index_select(0, rows)
