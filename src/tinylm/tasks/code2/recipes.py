@@ -52,7 +52,8 @@ class Code2Recipe:
             raise TinyLMError(f"recipe {self.name}: data preset {self.data_preset!r} is not one of {', '.join(PRESETS)}")
         if self.unit not in UNITS:
             raise TinyLMError(f"recipe {self.name}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
-        if self.time_budget_s < 0 or self.em_every < 0 or self.em_blocks < 1 or self.final_blocks < 1 or self.n < 10 or self.error_weight < 1:
+        if (self.time_budget_s < 0 or self.em_every < 0 or min(self.em_blocks, self.final_blocks) < 1
+                or self.n < 10 or self.error_weight < 1):
             raise TinyLMError(f"recipe {self.name}: time_budget_s and em_every must be >= 0, em_blocks >= 1, n >= 10, "
                               "final_blocks >= 1, error_weight >= 1")
 

@@ -116,7 +116,7 @@ class BestByExactMatch:
         """Keep the better of the chosen checkpoint and the final weights on `blocks`; ties go
         to the final weights, which have seen more data."""
         final_row = {"step": step, **self.measure(model, blocks)}
-        if self.best is None or self.best["step"] == step or self.best_state is None:
+        if self.best_state is None or self.best["step"] == step:
             self._keep(model, final_row)
             self._log(final_row, True)
             return final_row
