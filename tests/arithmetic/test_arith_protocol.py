@@ -56,15 +56,18 @@ def test_thesis_table_is_complete():
 
 def test_train_writes_a_loadable_checkpoint(tmp_path):
     import tinylm
-    from tinylm.tasks.arithmetic.train import ArithmeticRecipe, train
+    from tinylm.tasks.arithmetic.train import train
+    from tinylm.training.recipe import load_recipe
 
-    recipe = ArithmeticRecipe(model={"n_layer": 1, "n_embd": 32, "n_head": 2, "n_kv_head": None, "block_size": 96},
-                              n_train=200, n_val=64, max_operand=6)
-    recipe.train.update(max_steps=3, batch_size=8, warmup_steps=1, eval_every=0, eval_batches=2, log_every=1)
-    summary = train(tmp_path / "run", recipe, quiet=True)
-    lm = tinylm.load(summary["model_dir"])
+    recipe = load_recipe("arithmetic").replace(
+        model={"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 96},
+        train=dict(max_steps=3, batch_size=8, warmup_steps=1, eval_every=0, eval_batches=2, log_every=1),
+        settings=dict(n_train=200, n_val=64, max_operand=6))
+    summary = train(recipe, tmp_path / "run", quiet=True)
+    lm = tinylm.load(summary.model_dir)
     assert lm.model.config.extra["arithmetic"] == {"max_operand": 6, "seed": 0}
-    assert summary["steps"] == 3 and (tmp_path / "run" / "data" / "test.jsonl").is_file()
+    assert lm.prompt_format.name == "paired"
+    assert summary.steps == 3 and (tmp_path / "run" / "data" / "test.jsonl").is_file()
 
 
 def test_cli_check_and_gen_data(tmp_path, capsys):

@@ -6,8 +6,8 @@
     result = evaluate(lm, task, "test", GenerationConfig(temperature=0))
     write_report(result, "runs/code2-thesis/eval-test")
 
-Files: metrics (exact match, BLEU, ROUGE-L), task (the Task protocol and the registry of
-tasks), harness (batched generation over a split, scoring, speed), report (JSON,
+Files: metrics (exact match, BLEU, ROUGE-L), task (the Task protocol; tasks come from the
+task plug-ins, tinylm.tasks), harness (batched generation over a split, scoring, speed), report (JSON,
 Markdown, PNG). Names are imported on first use so `tinylm --help` stays instant.
 """
 
@@ -20,7 +20,6 @@ _EXPORTS = {
     "Example": "tinylm.evaluation.task",
     "Anchor": "tinylm.evaluation.task",
     "Task": "tinylm.evaluation.task",
-    "TASKS": "tinylm.evaluation.task",
     "get_task": "tinylm.evaluation.task",
     "EvalResult": "tinylm.evaluation.harness",
     "evaluate": "tinylm.evaluation.harness",

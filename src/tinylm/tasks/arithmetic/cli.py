@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = verbs.add_parser("train", help="train the small rewriting model")
     t.add_argument("--out", required=True, help="run folder (the model lands in OUT/model)")
+    t.add_argument("--recipe", default="arithmetic", metavar="NAME|FILE",
+                   help="an arithmetic recipe by name, or a FILE.json / FILE.toml (default arithmetic)")
     t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's 1500)")
     t.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS", help="stop training after this long")
     t.add_argument("--threads", type=int, default=0)
@@ -67,13 +69,16 @@ def _gen_data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tinylm.tasks.arithmetic.train import ArithmeticRecipe, train
+    from tinylm.tasks.arithmetic.train import train
+    from tinylm.training.recipe import load_recipe
 
-    recipe = ArithmeticRecipe()
+    recipe = load_recipe(args.recipe)
     if args.steps is not None:
-        recipe.train["max_steps"] = args.steps
-    summary = train(args.out, recipe, threads=args.threads, time_budget_s=args.time_budget)
-    print(json.dumps(summary))
+        recipe = recipe.replace(train={"max_steps": args.steps})
+    if args.time_budget:
+        recipe = recipe.replace(train={"time_budget_s": args.time_budget})
+    summary = train(recipe, args.out, threads=args.threads)
+    print(json.dumps(summary.to_dict()))
     return 0
 
 

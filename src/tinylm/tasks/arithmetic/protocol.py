@@ -99,11 +99,10 @@ class _Runner:
         self.processor = GrammarProcessor(compiled)
 
     def one(self, problem: Problem, mode: str, max_tokens: int, seed: int) -> tuple[str, str, int, float]:
-        from tinylm.data import encode_prompt
         from tinylm.generation import GenerationConfig
 
         config = GenerationConfig(max_new_tokens=max_tokens, temperature=TEMPERATURE, top_p=TOP_P, seed=seed)
-        prompt = encode_prompt(self.lm.tokenizer, problem.prompt)
+        [prompt] = self.lm.encode_prompts([problem.prompt])  # [bos] prompt [sep]: the model's prompt format
         processor = self.processor if mode == "grammar" else None
         started = time.perf_counter()
         [result] = self.lm.engine.generate([prompt], config, processor)
