@@ -23,19 +23,20 @@ from tinylm.training.state import Progress
 
 
 def test_run_folder(tiny_code2_model: Path):
+    from tiny_code2 import tiny_code2_recipe
+
     run = tiny_code2_model.parent
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 20 and summary["model_dir"] == str(tiny_code2_model)
+    steps = tiny_code2_recipe().train["max_steps"]
+    assert summary["steps"] == steps and summary["model_dir"] == str(tiny_code2_model)
     assert 0 <= summary["val_line_exact_match"] <= 1
     checks = [json.loads(line) for line in (run / "exact_match.jsonl").read_text().splitlines()]
-    assert checks[-1]["step"] == 20
+    assert checks[-1]["step"] == steps
     assert json.loads((tiny_code2_model / "metrics.json").read_text())["step"] == summary["best_step"]
     extra = tinylm.load(tiny_code2_model).model.config.extra
     assert extra["task"] == "code2" and extra["code2"]["unit"] == "line" and extra["code2"]["n"] == 60
     assert json.loads((run / "recipe.json").read_text())["name"] == "tiny"
     # recipe.json is a recipe file: it reads back as the recipe the run was trained with.
-    from tiny_code2 import tiny_code2_recipe
-
     assert load_recipe(str(run / "recipe.json")) == tiny_code2_recipe()
     with pytest.raises(TinyLMError, match="already holds a run"):
         from tinylm.tasks.code2.train import train
