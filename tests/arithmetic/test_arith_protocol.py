@@ -11,7 +11,7 @@ from tinylm.api import LanguageModel
 from tinylm.config import ModelConfig
 from tinylm.model import GPT
 from tinylm.tasks.arithmetic.data import Problem, all_problems, make_pairs
-from tinylm.tasks.arithmetic.protocol import THESIS, fixed_seeds, markdown, run_heldout, run_protocol
+from tinylm.tasks.arithmetic.protocol import STUDY_TABLES, fixed_seeds, markdown, run_heldout, run_protocol
 from tinylm.tokenizers import train_tokenizer
 
 pytest.importorskip("lark")
@@ -45,12 +45,12 @@ def test_protocol_grid_scores_and_grammar_mode(random_lm):
     free = [s for s in result["samples"] if s["mode"] == "free"]
     assert sum(s["syntactic"] for s in free) < len(free)
     table = markdown(result, run_heldout(random_lm, all_problems(5)[:4], max_tokens=20))
-    assert "| 20 | GBD (grammar) |" in table and "86 % / 86 % / 7.50 s" in table  # the thesis's 8B cell at 50
+    assert "| 20 | GBD (grammar) |" in table and "86 % / 86 % / 7.50 s" in table  # the study's 8B cell at 50
     assert "Held-out problems (4 test problems" in table
 
 
-def test_thesis_table_is_complete():
-    for model in THESIS.values():
+def test_study_table_is_complete():
+    for model in STUDY_TABLES.values():
         assert set(model) == {(m, t) for m in ("free", "grammar") for t in (50, 100, 200)}
 
 

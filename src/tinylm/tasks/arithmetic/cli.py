@@ -1,4 +1,4 @@
-"""`tinylm arithmetic gen-data | train | protocol | check`: seed 003's task, end to end.
+"""`tinylm arithmetic gen-data | train | protocol | check`: the grammar-decoding study's task, end to end.
 
     tinylm arithmetic train --out runs/arithmetic                 # a few minutes on a CPU
     tinylm arithmetic protocol runs/arithmetic/model --out runs/arithmetic/protocol
@@ -15,7 +15,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("arithmetic", help="seed 003's arithmetic rewriting task", description=__doc__,
+    p = subparsers.add_parser("arithmetic", help="the grammar-decoding study's arithmetic rewriting task", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, default=0)
     t.set_defaults(func=_train)
 
-    r = verbs.add_parser("protocol", help="seed 003's protocol with and without the grammar")
+    r = verbs.add_parser("protocol", help="the grammar-decoding study's protocol with and without the grammar")
     r.add_argument("checkpoint")
     r.add_argument("--out", help="write protocol.json, samples.jsonl and table.md here")
     r.add_argument("--seeds", type=int, default=100)
