@@ -6,9 +6,10 @@
     result = evaluate(lm, task, "test", GenerationConfig(temperature=0))
     write_report(result, "runs/code2-thesis/eval-test")
 
-Files: metrics (exact match, BLEU, ROUGE-L), task (the Task protocol; tasks come from the
-task plug-ins, tinylm.tasks), harness (batched generation over a split, scoring, speed), report (JSON,
-Markdown, PNG). Names are imported on first use so `tinylm --help` stays instant.
+Files: metrics (exact match, BLEU, ROUGE-L), task (the Task protocol; the tasks themselves
+come from the task plug-ins, tinylm.tasks), harness (batched generation over a split,
+scoring, speed), report (JSON, Markdown, PNG), grammar_comparison (a split decoded free and
+under a grammar). Names are imported on first use so `tinylm --help` stays instant.
 """
 
 from __future__ import annotations

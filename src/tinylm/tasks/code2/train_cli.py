@@ -84,7 +84,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def model_and_text(words: list[str], model: str | None) -> tuple[Path, list[str]]:
     """(checkpoint, description lines) from `[MODEL] TEXT...` or the older `TEXT... --model MODEL`."""
-    if model is None and len(words) >= 2 and (Path(words[0]).is_dir() or "/" in words[0]):
+    if model is None and (Path(words[0]).is_dir() or "/" in words[0]):
+        if len(words) < 2:
+            raise TinyLMError(f'nothing to translate: give the description after the model, '
+                              f'e.g. tinylm code2 translate {words[0]} "Suma r1 y r2 y guarda el resultado en r3"')
         model, words = words[0], words[1:]
     if model is None:
         found = [m for m in DEFAULT_MODELS if Path(m).is_dir()]
