@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinylm.cli.main import build_parser, main
+from tinylm.cli.main import main
 from tinylm.tasks import registry
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tinylm"
