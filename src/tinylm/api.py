@@ -7,7 +7,10 @@
         print(piece, end="", flush=True)
 
 The CLI, the server and the task evaluators all go through this object, so a model is
-loaded, encoded and decoded the same way everywhere.
+loaded, encoded and decoded the same way everywhere: in particular every prompt is framed
+in the model's own prompt format (`lm.prompt_format`, read from its checkpoint;
+tinylm/data/prompt_format.py), so a CODE-2 line model answers a sentence here exactly as
+`tinylm generate`, `/v1/completions` and the playground do.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import torch
 
 from tinylm.checkpoint import load_model
+from tinylm.data.prompt_format import PromptFormat, prompt_format_of
 from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
 from tinylm.model import GPT
@@ -36,6 +40,7 @@ class LanguageModel:
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.model, self.tokenizer)
+        self.prompt_format: PromptFormat = prompt_format_of(self.model.config.extra)
 
     def generate(
         self, prompt: str | list[str], logits_processor: LogitsProcessor | None = None, **settings: Any
@@ -58,10 +63,10 @@ class LanguageModel:
                 yield event.text
 
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of each prompt, framed in the model's prompt format."""
         if not all(isinstance(p, str) for p in prompts):
             raise TinyLMError("prompts must be strings")
-        # An empty prompt still needs one token to condition on: bos.
-        return [self.tokenizer.encode(p) or [self.tokenizer.bos_id] for p in prompts]
+        return [self.prompt_format.encode(self.tokenizer, p) for p in prompts]
 
     @torch.inference_mode()
     def perplexity(self, text: str, stride: int | None = None) -> dict[str, float]:
@@ -100,6 +105,7 @@ class LanguageModel:
             "flops_per_token": self.model.flops_per_token(),
             "weight_bytes": sum(p.numel() * p.element_size() for p in self.model.parameters()),
             "tokenizer": {"kind": self.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size},
+            "prompt_format": self.prompt_format.name,
         }
 
 

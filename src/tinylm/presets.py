@@ -1,4 +1,4 @@
-"""The config hub: named model presets.
+"""The config hub: named model presets and the generic training recipes.
 
 A preset is a family (how the model is built) times a size (how big it is). Families:
 - gpt2-style: learned positions, LayerNorm, GELU, biases, tied head (like nanoGPT/GPT-2);
@@ -41,8 +41,9 @@ SPECIAL: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Recipes: a model preset, model overrides, a tokenizer and training settings (TrainConfig
-# fields) that together reproduce a measured result. `tinylm train --recipe NAME`.
+# The generic recipes: language modelling on a text corpus (`tinylm train --recipe NAME
+# --shakespeare`). A task's recipes live in its package (tasks/<name>/recipes.py); one
+# loader reads both, and files: tinylm.training.recipe.load_recipe.
 RECIPES: dict[str, dict[str, Any]] = {
     # nanoGPT's CPU recipe for Tiny Shakespeare (README "I only have a macbook"), as given:
     # 4 layers, 4 heads, 128 dims, context 64, batch 12, 2000 iters, lr 1e-3, dropout 0, AdamW.
@@ -58,33 +59,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         train=dict(max_steps=1500, batch_size=16, lr=3e-3, min_lr=1e-4, warmup_steps=50, betas=(0.9, 0.99),
                    weight_decay=0.0, grad_clip=1.0),
     ),
-    # Spanish -> CODE-2 (`tinylm code2 train --preset thesis|full`, tasks/code2/recipes.py): a
-    # line translator trained from scratch, byte-level BPE-512 (chosen over characters by
-    # measurement), 869k parameters; `task` holds the CODE-2 settings. 8000 steps of 64 lines
-    # are about 16M tokens: 14 min on 2 idle Xeon cores (19k tokens/s); on 2 AMD EPYC cores
-    # (16k tokens/s) the 15 min budget shortens the schedule to about 5 700 (thesis) and
-    # 6 900 (full, shorter lines) steps. Figures: docs/code2.md.
-    "code2-thesis": dict(
-        preset="llama-style-nano", model={"n_kv_head": None, "block_size": 256}, tokenizer="bpe", vocab_size=512,
-        train=dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0,
-                   grad_clip=1.0, eval_every=1000, eval_batches=10, log_every=100),
-        task=dict(name="code2", data_preset="thesis", unit="line", time_budget_s=900.0, em_every=1000, em_blocks=100,
-                  error_weight=2.0),
-    ),
-    "code2-full": dict(
-        preset="llama-style-nano", model={"n_kv_head": None, "block_size": 256}, tokenizer="bpe", vocab_size=512,
-        train=dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0,
-                   grad_clip=1.0, eval_every=1000, eval_batches=10, log_every=100),
-        task=dict(name="code2", data_preset="full", unit="line", time_budget_s=900.0, em_every=1000, em_blocks=100,
-                  hex_hints=True),
-    ),
 }
-
-
-def recipe(name: str) -> dict[str, Any]:
-    if name not in RECIPES:
-        raise TinyLMError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
-    return RECIPES[name]
 
 
 def preset_names() -> list[str]:

@@ -36,7 +36,7 @@ def test_problems_have_integer_values():
     assert Problem(9, "*", 15).value == 135 and Problem(3, "-", 7).value == -4
 
 
-def test_splits_are_disjoint_and_seed003_is_test():
+def test_splits_are_disjoint_and_the_study_problem_is_test():
     splits = split_problems(20, seed=0)
     train, test = set(splits["train"]), set(splits["test"])
     assert not train & test and len(train) + len(test) == 1600

@@ -1,4 +1,4 @@
-"""The GBNF translation of seed 003's grammar accepts exactly what the thesis's Lark grammar accepts."""
+"""The GBNF translation of the grammar-decoding study's grammar accepts exactly what its Lark grammar accepts."""
 
 from __future__ import annotations
 

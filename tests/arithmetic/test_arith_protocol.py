@@ -11,7 +11,7 @@ from tinylm.api import LanguageModel
 from tinylm.config import ModelConfig
 from tinylm.model import GPT
 from tinylm.tasks.arithmetic.data import Problem, all_problems, make_pairs
-from tinylm.tasks.arithmetic.protocol import THESIS, fixed_seeds, markdown, run_heldout, run_protocol
+from tinylm.tasks.arithmetic.protocol import STUDY_TABLES, fixed_seeds, markdown, run_heldout, run_protocol
 from tinylm.tokenizers import train_tokenizer
 
 pytest.importorskip("lark")
@@ -45,26 +45,29 @@ def test_protocol_grid_scores_and_grammar_mode(random_lm):
     free = [s for s in result["samples"] if s["mode"] == "free"]
     assert sum(s["syntactic"] for s in free) < len(free)
     table = markdown(result, run_heldout(random_lm, all_problems(5)[:4], max_tokens=20))
-    assert "| 20 | GBD (grammar) |" in table and "86 % / 86 % / 7.50 s" in table  # the thesis's 8B cell at 50
+    assert "| 20 | GBD (grammar) |" in table and "86 % / 86 % / 7.50 s" in table  # the study's 8B cell at 50
     assert "Held-out problems (4 test problems" in table
 
 
-def test_thesis_table_is_complete():
-    for model in THESIS.values():
+def test_study_table_is_complete():
+    for model in STUDY_TABLES.values():
         assert set(model) == {(m, t) for m in ("free", "grammar") for t in (50, 100, 200)}
 
 
 def test_train_writes_a_loadable_checkpoint(tmp_path):
     import tinylm
-    from tinylm.tasks.arithmetic.train import ArithmeticRecipe, train
+    from tinylm.tasks.arithmetic.train import train
+    from tinylm.training.recipe import load_recipe
 
-    recipe = ArithmeticRecipe(model={"n_layer": 1, "n_embd": 32, "n_head": 2, "n_kv_head": None, "block_size": 96},
-                              n_train=200, n_val=64, max_operand=6)
-    recipe.train.update(max_steps=3, batch_size=8, warmup_steps=1, eval_every=0, eval_batches=2, log_every=1)
-    summary = train(tmp_path / "run", recipe, quiet=True)
-    lm = tinylm.load(summary["model_dir"])
+    recipe = load_recipe("arithmetic").replace(
+        model={"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 96},
+        train=dict(max_steps=3, batch_size=8, warmup_steps=1, eval_every=0, eval_batches=2, log_every=1),
+        settings=dict(n_train=200, n_val=64, max_operand=6))
+    summary = train(recipe, tmp_path / "run", quiet=True)
+    lm = tinylm.load(summary.model_dir)
     assert lm.model.config.extra["arithmetic"] == {"max_operand": 6, "seed": 0}
-    assert summary["steps"] == 3 and (tmp_path / "run" / "data" / "test.jsonl").is_file()
+    assert lm.prompt_format.name == "paired"
+    assert summary.steps == 3 and (tmp_path / "run" / "data" / "test.jsonl").is_file()
 
 
 def test_cli_check_and_gen_data(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """`tinylm generate / info / eval` on a small saved checkpoint, in-process, and the Python API."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -32,14 +33,39 @@ def test_api_generate_is_seeded_and_batched(ckpt):
     assert "".join(lm.stream("to be", max_new_tokens=8, temperature=1.0, seed=3)) == a
 
 
-def test_perplexity_windows_cover_every_token_once(ckpt):
+def reference_loss(lm, ids: list[int], stride: int) -> tuple[float, int]:
+    """Mean next-token loss computed token by token, from the definition of the windows.
+
+    Target ids[t] lies in the window that scores positions (start, start + stride], start a
+    multiple of the stride; that window begins `context` tokens before its end (at 0 for the
+    first), so ids[t] is predicted from ids[begin:t]. Each prediction is its own forward pass
+    of exactly that prefix: no batching, no masking, nothing shared with the windowed code."""
+    context = lm.model.config.block_size
+    total = 0.0
+    for t in range(1, len(ids)):
+        start = (t - 1) // stride * stride
+        begin = max(0, start + stride - context) if start else 0
+        with torch.no_grad():
+            logits, _ = lm.model(torch.tensor([ids[begin:t]]))
+        total -= torch.log_softmax(logits[0, -1].double(), dim=-1)[ids[t]].item()
+    return total / (len(ids) - 1), len(ids) - 1
+
+
+@pytest.mark.parametrize("stride", [None, 8, 1])
+def test_perplexity_equals_a_token_by_token_reference(ckpt, stride):
     lm = tinylm.load(ckpt)
-    n = len(lm.tokenizer.encode(TEXT[:300]))
-    disjoint = lm.perplexity(TEXT[:300])
-    overlapping = lm.perplexity(TEXT[:300], stride=8)
-    assert disjoint["tokens"] == overlapping["tokens"] == n - 1
-    # Reference: the same loss from one manual pass per window.
-    assert disjoint["perplexity"] > 1.0 and abs(disjoint["loss"] - overlapping["loss"]) < 0.5
+    ids = lm.tokenizer.encode(TEXT[:300])
+    figures = lm.perplexity(TEXT[:300], stride=stride)
+    loss, count = reference_loss(lm, ids, stride or lm.model.config.block_size)
+    assert figures["tokens"] == count == len(ids) - 1  # every token but the first, once
+    assert figures["loss"] == pytest.approx(loss, abs=1e-5)
+    assert figures["perplexity"] == pytest.approx(math.exp(loss), rel=1e-5)
+
+
+def test_more_context_per_token_changes_the_loss(ckpt):
+    """Windows of stride 8 give most tokens more context than disjoint ones: the figures differ."""
+    lm = tinylm.load(ckpt)
+    assert lm.perplexity(TEXT[:300], stride=8)["loss"] != pytest.approx(lm.perplexity(TEXT[:300])["loss"], abs=1e-4)
 
 
 def test_generate_info_eval_cli(ckpt, tmp_path, capsys):

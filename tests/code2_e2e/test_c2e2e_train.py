@@ -14,28 +14,34 @@ from tinylm.cli.main import main
 from tinylm.data import PairedDataset
 from tinylm.errors import TinyLMError
 from tinylm.tasks.code2.bucketing import LengthBucketed
-from tinylm.tasks.code2.recipes import Code2Recipe, get_recipe
+from tinylm.tasks.code2.recipes import RECIPES, Code2Settings
 from tinylm.tasks.code2.train_cli import resolve_recipe
+from tinylm.training.recipe import Recipe, load_recipe
 from tinylm.tokenizers import train_tokenizer
 from tinylm.training.schedule import FitScheduleToBudget
 from tinylm.training.state import Progress
 
 
 def test_run_folder(tiny_code2_model: Path):
+    from tiny_code2 import tiny_code2_recipe
+
     run = tiny_code2_model.parent
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 20 and summary["model_dir"] == str(tiny_code2_model)
+    steps = tiny_code2_recipe().train["max_steps"]
+    assert summary["steps"] == steps and summary["model_dir"] == str(tiny_code2_model)
     assert 0 <= summary["val_line_exact_match"] <= 1
     checks = [json.loads(line) for line in (run / "exact_match.jsonl").read_text().splitlines()]
-    assert checks[-1]["step"] == 20
+    assert checks[-1]["step"] == steps
     assert json.loads((tiny_code2_model / "metrics.json").read_text())["step"] == summary["best_step"]
     extra = tinylm.load(tiny_code2_model).model.config.extra
     assert extra["task"] == "code2" and extra["code2"]["unit"] == "line" and extra["code2"]["n"] == 60
     assert json.loads((run / "recipe.json").read_text())["name"] == "tiny"
+    # recipe.json is a recipe file: it reads back as the recipe the run was trained with.
+    assert load_recipe(str(run / "recipe.json")) == tiny_code2_recipe()
     with pytest.raises(TinyLMError, match="already holds a run"):
         from tinylm.tasks.code2.train import train
 
-        train(Code2Recipe(name="again", preset="llama-style-nano", n=60), run, quiet=True)
+        train(tiny_code2_recipe(), run, quiet=True)
 
 
 def test_bucketed_batches_come_from_one_length_bucket():
@@ -80,7 +86,7 @@ def test_error_lines_weigh_error_weight_per_problem():
     assert problems_reported("Error: registro 'N' inválido") == 1
     assert problems_reported("Error: registro '181' inválido y registro '61' inválido") == 2
     with pytest.raises(TinyLMError, match="error_weight"):
-        Code2Recipe(name="bad", preset="llama-style-nano", error_weight=0.5)
+        Code2Settings(error_weight=0.5)
 
 
 def test_schedule_is_shortened_to_fit_the_budget():
@@ -99,31 +105,43 @@ def test_schedule_is_shortened_to_fit_the_budget():
     assert fast.cfg.max_steps == 50  # never longer than the recipe
 
 
-def test_recipes_of_the_hub():
+def test_recipes_of_the_task():
     for preset in ("thesis", "full"):
-        recipe = get_recipe(f"code2-{preset}")
-        assert recipe.data_preset == preset and recipe.time_budget_s <= 15 * 60
+        recipe = load_recipe(f"code2-{preset}")
+        assert recipe.task == "code2" and recipe.settings.data_preset == preset
+        assert recipe.train["time_budget_s"] <= 15 * 60
     r = resolve_recipe("thesis", None, 2.0, None)
-    assert r.time_budget_s == 120.0
+    assert r.train["time_budget_s"] == 120.0 and r.train["max_steps"] == 8000
     r = resolve_recipe("full", None, None, 7)
-    assert r.time_budget_s == 0 and r.train["max_steps"] == 7
+    assert r.train["time_budget_s"] == 0 and r.train["max_steps"] == 7
+    assert resolve_recipe(None, "code2-full", None, None).settings.data_preset == "full"
     with pytest.raises(TinyLMError, match="not both"):
         resolve_recipe("thesis", None, 1.0, 5)
     with pytest.raises(TinyLMError, match="trains on the thesis preset"):
         resolve_recipe("full", "code2-thesis", None, None)
-    with pytest.raises(TinyLMError, match="unknown recipe"):
-        get_recipe("code2-chess")
-    with pytest.raises(TinyLMError, match="unknown field"):
-        Code2Recipe.from_hub("x", {"preset": "llama-style-nano", "task": {"name": "code2", "colour": 1}})
+    with pytest.raises(TinyLMError, match="not a CODE-2 recipe"):
+        resolve_recipe(None, "shakespeare-char", None, None)
+    with pytest.raises(TinyLMError, match="unknown recipe 'code2-chess'"):
+        load_recipe("code2-chess")
+    with pytest.raises(TinyLMError, match="unknown task code2 key.s. colour"):
+        Recipe.from_dict("x", {"preset": "llama-style-nano", "task": {"name": "code2", "colour": 1}})
     with pytest.raises(TinyLMError, match="unit"):
-        Code2Recipe(name="x", preset="llama-style-nano", unit="word")
+        Code2Settings(unit="word")
+
+
+def test_settings_defaults_are_the_generators():
+    """recipes.py must stay light (no generator import), so it spells the dataset's defaults out."""
+    from tinylm.tasks.code2 import generator, task
+    from tinylm.tasks.code2.recipes import DATA_PRESETS, UNITS
+
+    s = Code2Settings()
+    assert (s.n, s.seed, DATA_PRESETS) == (generator.DEFAULT_N, generator.DEFAULT_SEED, generator.PRESETS)
+    assert task.UNITS is UNITS and set(task.MAX_ANSWER_BYTES) == set(UNITS)
 
 
 def test_train_command_on_a_small_dataset(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch):
-    from tinylm import presets
-
-    tiny = {**presets.RECIPES["code2-thesis"], "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 200}}
-    monkeypatch.setitem(presets.RECIPES, "code2-thesis", tiny)
+    tiny = {**RECIPES["code2-thesis"], "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 200}}
+    monkeypatch.setitem(RECIPES, "code2-thesis", tiny)
     data = tmp_path / "data"
     assert main(["code2", "gen-data", "--preset", "thesis", "--n", "40", "--out", str(data)]) == 0
     out = tmp_path / "run"

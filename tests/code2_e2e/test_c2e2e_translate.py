@@ -55,3 +55,14 @@ def test_run_translation_uses_the_thesis_format_and_skips_error_lines():
     assert run.registers[0] == 0  # memory starts zeroed
     bad = run_translation("ADDS r3,r1")
     assert bad.status == "not assembled" and bad.state_text == ""
+
+
+def test_model_then_text_and_the_older_form_agree(tiny_code2_model: Path, capsys: pytest.CaptureFixture):
+    assert main(["code2", "translate", str(tiny_code2_model), TEXT]) == 0
+    new = capsys.readouterr().out
+    assert main(["code2", "translate", TEXT, "--model", str(tiny_code2_model)]) == 0
+    assert capsys.readouterr().out == new == translate(tinylm.load(tiny_code2_model), TEXT) + "\n"
+    assert main(["code2", "translate", str(tiny_code2_model)]) == 2
+    assert "give the description after the model" in capsys.readouterr().err
+    assert main(["code2", "translate", "runs/nowhere/model", TEXT]) == 2
+    assert "no model at runs/nowhere/model" in capsys.readouterr().err

@@ -44,3 +44,36 @@ def test_user_mistakes_exit_2_with_one_line(args, message, tiny_code2_model: Pat
     assert main(argv + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("tinylm: error: ") and message in err
+
+
+def test_the_task_comes_from_the_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A model of no task needs --task; the message names the tasks there are."""
+    from tinylm.checkpoint import save_checkpoint
+    from tinylm.config import ModelConfig
+    from tinylm.model import GPT
+    from tinylm.tokenizers import train_tokenizer
+
+    tok = train_tokenizer("char", ["abc"])
+    path = save_checkpoint(tmp_path / "plain", GPT(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=16,
+                                                               n_head=2, block_size=16)), tok)
+    assert main(["eval-task", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "trained for no task; name one with --task (code2, arithmetic)" in capsys.readouterr().err
+    assert main(["eval-task", str(path), "--task", "arithmetic", "--out", str(tmp_path / "out")]) == 2
+    assert "task arithmetic has no evaluation; tasks with one: code2" in capsys.readouterr().err
+
+
+def test_compare_grammar(tiny_code2_model: Path, capsys: pytest.CaptureFixture):
+    from tinylm.constrain import builtin
+
+    assert main(["compare-grammar", str(tiny_code2_model), "--grammar", "code2-thesis", "--split", "valid",
+                 "--limit", "2", "--max-new-tokens", "24", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["task"] == "code2" and result["examples"] == 2 and set(result["modes"]) == {"free", "grammar"}
+    free, grammar = result["modes"]["free"], result["modes"]["grammar"]
+    assert set(free["scores"]) == {"syntax_valid", "exec_equal", "line_accuracy", "exact_match"}
+    # Under the grammar, every answer that ended on its own is a sentence of the grammar.
+    stopped = grammar["finish_reasons"].get("stop", 0) / result["prompts"]
+    assert grammar["answers_in_grammar"] >= stopped
+    assert builtin("code2-thesis").name == result["grammar"]
+    assert main(["compare-grammar", str(tiny_code2_model), "--grammar", "no-such"]) == 2
+    assert "neither a built-in grammar" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import tinylm
+from tinylm.data.prompt_format import PromptFormat
 from tinylm.errors import TinyLMError
 from tinylm.evaluation import evaluate, get_task, markdown, write_report
 from tinylm.evaluation.task import Example
@@ -43,7 +44,9 @@ def oracle_lm(task: Code2Task, split: str, corrupt: dict[str, str] | None = None
     answers = {p["input"]: p["output"] for p in pairs} | (corrupt or {})
     tokenizer = train_tokenizer("char", [p["input"] + p["output"] for p in pairs])
     engine = OracleEngine(tokenizer, answers)
-    return SimpleNamespace(tokenizer=tokenizer, engine=engine), engine
+    paired = PromptFormat("paired")  # a task model's format: the engine checks the harness used it
+    encode = lambda prompts: [paired.encode(tokenizer, p) for p in prompts]  # noqa: E731
+    return SimpleNamespace(tokenizer=tokenizer, engine=engine, encode_prompts=encode), engine
 
 
 @pytest.fixture(scope="module")

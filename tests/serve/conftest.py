@@ -61,3 +61,9 @@ def code2_server(code2_checkpoint):
 @pytest.fixture(scope="session")
 def long_server(long_checkpoint):
     yield from _live(long_checkpoint, model_name="long")
+
+
+@pytest.fixture(scope="session")
+def trained_code2_server(tiny_code2_model):
+    """The tiny trained CODE-2 line model (tests/conftest.py), served."""
+    yield from _live(tiny_code2_model, model_name="code2-tiny")

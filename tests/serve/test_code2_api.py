@@ -1,4 +1,4 @@
-"""/v1/code2/translate: the model's translation (as the offline translator makes it), assembled and run."""
+"""/v1/code2/translate (the CODE-2 plug-in's route): the offline translation, assembled and run."""
 
 from __future__ import annotations
 
@@ -6,25 +6,31 @@ import httpx
 import pytest
 
 import tinylm
-from tinylm.serve.code2 import run_assembly
+from tinylm.tasks.code2.emulator import Emulator
+from tinylm.tasks.code2.assembler import assemble
 from tinylm.tasks.code2.translate import run_translation, translate
+
+
+def run_answer(assembly: str) -> dict:
+    return run_translation(assembly, "thesis").to_dict()
 
 
 def test_a_known_program_runs_and_reports_registers_and_memory():
     program = "ADDS r3,r1,r2\nST [rD+H'12'],r3 ; rD = 0100\nError: registro 'Z' inválido"
-    answer = run_assembly(program, "thesis")
+    answer = run_answer(program)
     assert answer["valid"] and answer["assembles"] and answer["status"] == "halted"
     assert answer["registers"]["r3"] == 3 and answer["registers"]["r1"] == 1
     assert answer["memory"] == {"0112": 3}
     assert answer["error_lines"] == ["Error: registro 'Z' inválido"]
-    # The same run as the task's own helper (which reports no memory).
-    reference = run_translation(program, "thesis")
-    assert list(answer["registers"].values()) == reference.registers
-    assert answer["message"] == reference.message
+    # Independently: the same code run by hand on the emulator (thesis mode loads rD from the comment).
+    code = "ADDS r3,r1,r2\nST [rD+H'12'],r3 ; rD = 0100\nHALT"
+    emu = Emulator(assemble(code, origin=0x8000, thesis=True), registers=tuple(range(16)))
+    emu.run()
+    assert list(answer["registers"].values()) == list(emu.regs) and int(emu.memory[0x0112]) == 3
 
 
 def test_a_bad_program_is_an_answer_not_an_error():
-    answer = run_assembly("ADDS r3,r1\nfoo", "thesis")
+    answer = run_answer("ADDS r3,r1\nfoo")
     assert not answer["valid"] and not answer["assembles"] and answer["status"] == "not assembled"
     assert answer["problems"] and answer["message"]
 
@@ -39,7 +45,7 @@ def test_translate_endpoint_equals_the_offline_translator(code2_server, code2_ch
     # Line by line: offline, a batch's length limit follows its longest prompt, while each
     # server row has its own (this random model never stops on its own, so limits show).
     assert body["assembly"] == "\n".join(translate(lm, line) for line in text.split("\n"))
-    expected = run_assembly(body["assembly"], "thesis")
+    expected = run_answer(body["assembly"])
     assert {k: body[k] for k in expected} == expected
     assert len(body["registers"]) == 16 and body["preset"] == "thesis"
 

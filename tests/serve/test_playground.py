@@ -54,6 +54,7 @@ def set_range(page, element_id: str, value: float) -> None:
 def test_generate_streams_the_completion_into_the_page(page, server, checkpoint):
     page.goto(server.url + "/")
     page.wait_for_function("document.getElementById('model').textContent.includes('tiny')", timeout=15000)
+    assert page.is_visible("#view-text") and page.is_hidden("#view-code2")  # a model of no task: the Text view
     page.fill("#prompt", "To be")
     set_range(page, "temperature", 0)
     set_range(page, "max_tokens", 24)
@@ -80,9 +81,9 @@ def test_a_server_error_is_shown(page, server):
 def test_translate_shows_assembly_validity_and_machine_state(page, code2_server):
     sentence = "Suma r1 y r2 y guarda el resultado en r3"
     page.goto(code2_server.url + "/")
-    page.wait_for_function("document.getElementById('model').textContent.includes('code2')", timeout=15000)
-    page.click("#tab-code2")
-    assert page.is_visible("#view-code2") and page.is_hidden("#view-text")
+    # A CODE-2 model: the playground opens on the CODE-2 view by itself.
+    page.wait_for_function("!document.getElementById('view-code2').hidden", timeout=15000)
+    assert page.is_hidden("#view-text") and "active" in page.get_attribute("#tab-code2", "class")
     page.fill("#spanish", sentence)
     page.click("#translate")
     page.wait_for_selector("#assembly[data-done='1']", timeout=30000)
@@ -93,3 +94,21 @@ def test_translate_shows_assembly_validity_and_machine_state(page, code2_server)
     cells = page.eval_on_selector_all("#registers td", "els => els.map(e => e.textContent)")
     assert cells == [f"{name}={value:04X}" for name, value in api["registers"].items()]
     assert page.inner_text("#run-status") == api["message"]
+
+
+def test_text_view_frames_the_prompt_as_the_model_was_trained(page, code2_server, code2_checkpoint):
+    """A CODE-2 line model answers `[bos] sentence [sep]`: the Text view gets what lm.generate gets."""
+    sentence = "Suma r1 y r2 y guarda el resultado en r3"
+    page.goto(code2_server.url + "/")
+    page.wait_for_function("!document.getElementById('view-code2').hidden", timeout=15000)
+    page.click("#tab-text")
+    assert page.is_visible("#view-text") and page.is_hidden("#view-code2")
+    page.fill("#prompt", sentence)
+    set_range(page, "temperature", 0)
+    set_range(page, "max_tokens", 24)
+    page.click("#generate")
+    page.wait_for_selector("#stats[data-done='1']", timeout=30000)
+    lm = tinylm.load(code2_checkpoint)
+    assert lm.prompt_format.name == "paired"
+    assert page.eval_on_selector("#out-text", "el => el.textContent") == lm.generate(
+        sentence, temperature=0.0, max_new_tokens=24)

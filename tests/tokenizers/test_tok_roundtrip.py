@@ -52,10 +52,23 @@ def test_special_tokens(tok):
     assert tok.decode([tok.sep_id] + encoded, skip_special=False) == "<sep><bos>hola<eos>"
 
 
-def test_decode_of_arbitrary_ids_never_fails(tok):
-    # A model can emit half a character; it decodes to U+FFFD rather than raising.
-    ids = list(range(tok.vocab_size))
-    assert isinstance(tok.decode(ids), str)
+def test_half_a_character_decodes_to_the_replacement_character(tok):
+    """A model can emit part of a character: it shows as U+FFFD, never an error, and does not
+    swallow what follows it."""
+    ids = tok.encode("😀")  # 4 UTF-8 bytes that no training text holds: split into byte tokens
+    assert len(ids) > 1
+    for k in range(1, len(ids)):
+        assert tok.decode(ids[:k]) == "\ufffd"
+        assert tok.decode(ids[:k] + tok.encode("ab")) == "\ufffdab"
+    assert tok.decode(ids) == "😀" and "\ufffd" not in tok.decode(ids)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_any_ids_decode_as_their_bytes_read_by_python(tok, data):
+    ids = data.draw(st.lists(st.integers(0, tok.vocab_size - 1), max_size=30))
+    raw = b"".join(b"" if i in tok.special_ids else tok.token_bytes(i) for i in ids)
+    assert tok.decode(ids) == raw.decode("utf-8", errors="replace")  # Python's decoder is the reference
 
 
 def test_bad_input_is_a_user_error(tok):

@@ -25,7 +25,7 @@ def train_sp(**options) -> bytes:
 
 @pytest.fixture(scope="module")
 def thesis_model(tmp_path_factory) -> SentencePieceTokenizer:
-    """The seed-001 thesis settings (pad/unk/bos/eos = 0/1/2/3, BPE, byte_fallback), with
+    """The educational-GPT study's settings (pad/unk/bos/eos = 0/1/2/3, BPE, byte_fallback), with
     identity normalization so the round trip can be exact."""
     proto = train_sp(pad_id=0, unk_id=1, bos_id=2, eos_id=3,
                      normalization_rule_name="identity", remove_extra_whitespaces=False)

@@ -86,7 +86,7 @@ def test_pairs_without_validation_train_and_sample_from_train_prompts(tmp_path, 
     (["--data", "{empty}"], "empty"),
     (["--data", "{corpus}", "--preset", "gpt5-huge"], "unknown preset"),
     (["--data", "{corpus}", "--set", "n_layer=zero"], "n_layer"),
-    (["--data", "{corpus}", "--set", "n_layers=2"], "unknown field"),
+    (["--data", "{corpus}", "--set", "n_layers=2"], "unknown model key(s) n_layers"),
     (["--data", "{corpus}", "--set", "n_layer"], "KEY=VALUE"),
     (["--data", "{corpus}", "--set", "vocab_size=99"], "vocab_size"),
     (["--data", "{corpus}", "--lr", "-1"], "lr"),
@@ -120,14 +120,14 @@ def test_existing_run_needs_resume_and_resume_takes_no_data_flags(tmp_path, corp
 
 
 def test_recipe_sets_preset_tokenizer_and_training_but_flags_win(tmp_path, corpus):
-    from tinylm.presets import recipe
+    from tinylm.presets import RECIPES
 
     out = tmp_path / "run"
     argv = ["train", "--data", str(corpus), "--recipe", "shakespeare-char", "--set", "block_size=16",
             "--out", str(out), "--max-steps", "2", *FAST]
     assert cli.main(argv) == 0
     saved = json.loads((out / "train_config.json").read_text())
-    wanted = recipe("shakespeare-char")["train"]
+    wanted = RECIPES["shakespeare-char"]["train"]
     assert saved["lr"] == wanted["lr"] and saved["weight_decay"] == wanted["weight_decay"]
     assert saved["batch_size"] == 8  # given in FAST
     assert saved["max_steps"] == 2  # the explicit flag beats the recipe

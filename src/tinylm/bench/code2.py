@@ -5,7 +5,7 @@ from scratch in a temporary folder, then evaluate the chosen checkpoint on the w
 split (3 600 blocks) with greedy decoding; for thesis, also on the first 500 test blocks
 with the thesis's own decoding (sampling, temperature 0.2, top-p 0.6, seed 42).
 
-Goals (issue 4), anchor the seed-000 thesis (T5-Small fine-tuned 25 min on a GPU, 0.83):
+Goals (issue 4), anchor the UGR thesis (T5-Small fine-tuned 25 min on a GPU, 0.83):
   thesis preset: exact match >= 0.99 and execution accuracy >= 0.99, training <= 15 min on 2 cores;
   full preset:   execution accuracy >= 0.97.
 Training wall time is measured, so it depends on how busy the machine is; steps and
@@ -24,7 +24,7 @@ GOALS = {
     "full": {"exec_equal": 0.97},
 }
 ANCHOR = {"exact_match": 0.83, "bleu": 0.97, "rouge_l": 0.9922, "success_rate_3600": 0.8333,
-          "source": "seed 000 thesis: T5-Small (60M parameters), full fine-tuning, 25 min on an RTX 2060"}
+          "source": "the UGR thesis: T5-Small (60M parameters), full fine-tuning, 25 min on an RTX 2060"}
 THESIS_DECODING_EXAMPLES = 500
 
 
@@ -49,19 +49,19 @@ def _one(preset: str, quick: bool, folder: Path) -> dict[str, Any]:
     import tinylm
     from tinylm.evaluation import evaluate, get_task
     from tinylm.generation import GenerationConfig
-    from tinylm.tasks.code2.recipes import recipe_for
-    from tinylm.tasks.code2.train import train
+    from tinylm.tasks import get_plugin
+    from tinylm.training.recipe import load_recipe
 
-    recipe = recipe_for(preset)
+    recipe = load_recipe(f"code2-{preset}")
     limit = None
     if quick:
-        recipe = recipe.replace(n=2000, time_budget_s=20.0, em_blocks=20, final_blocks=20,
-                                model={**recipe.model, "n_layer": 2, "n_embd": 64, "n_head": 2},
-                                train={**recipe.train, "eval_every": 0})
+        recipe = recipe.replace(settings={"n": 2000, "em_blocks": 20, "final_blocks": 20},
+                                model={"n_layer": 2, "n_embd": 64, "n_head": 2},
+                                train={"eval_every": 0, "time_budget_s": 20.0})
         limit = 50
-    summary = train(recipe, folder / preset, quiet=True)
+    summary = get_plugin("code2").train(recipe, folder / preset, quiet=True)
     lm = tinylm.load(summary.model_dir)
-    task = get_task("code2", model_extra=lm.model.config.extra)
+    task = get_task(model_extra=lm.model.config.extra)
     greedy = GenerationConfig(temperature=0.0, max_new_tokens=lm.model.config.block_size)
     out: dict[str, Any] = {
         "recipe": recipe.name,

@@ -24,9 +24,10 @@ import torch
 
 from tinylm.data import TextDataset, prepare_corpus, tinyshakespeare_path
 from tinylm.model import GPT
-from tinylm.presets import model_config, recipe
 from tinylm.tokenizers import read_text, train_tokenizer
-from tinylm.training import FitScheduleToBudget, TrainConfig, Trainer
+from tinylm.training import FitScheduleToBudget
+from tinylm.training.recipe import load_recipe
+from tinylm.training.run import Corpus, prepare_run, train_config
 
 EVAL_BATCH = 256
 STEPS_HEADROOM = 10
@@ -46,24 +47,23 @@ def full_val_loss(model: GPT, val_sets: list[TextDataset]) -> float:
 
 
 def train_timed(
-    name: str, data_dir: Path, vocab_size: int, *, eval_every: int, max_steps: int | None = None,
+    name: str, data_dir: Path, tokenizer, *, eval_every: int, max_steps: int | None = None,
     stop_at_s: float | None = None, target: float | None = None,
 ) -> dict[str, Any]:
-    """Train one recipe, timing only the optimizer steps; evaluate every `eval_every` steps.
+    """Train one recipe (the shared run set-up), timing only the optimizer steps; evaluate
+    every `eval_every` steps.
 
     With `stop_at_s`, the run may take up to `STEPS_HEADROOM` times the recipe's steps and
     the lr schedule is fitted to that time (FitScheduleToBudget brings max_steps down to what
     fits): the cosine decay ends when the time does, instead of being cut off half-way down
     or ending early and idling at the minimum learning rate."""
-    r = recipe(name)
-    cfg = model_config(r["preset"], vocab_size=vocab_size, **r["model"])
-    steps = max_steps or r["train"]["max_steps"] * (STEPS_HEADROOM if stop_at_s else 1)
-    train_cfg = TrainConfig(**{**r["train"], "max_steps": steps},
-                            out_dir=str(data_dir / name), eval_every=0, save_every=0, tensorboard=False)
-    train = TextDataset(data_dir / "train.bin", cfg.block_size)
-    val = [TextDataset(data_dir / f"{split}.bin", cfg.block_size) for split in ("val", "test")]
-    model = GPT(cfg)
-    trainer = Trainer(model, train, None, train_cfg, quiet=True)
+    recipe = load_recipe(name)
+    steps = max_steps or recipe.train["max_steps"] * (STEPS_HEADROOM if stop_at_s else 1)
+    train_cfg = train_config(recipe, data_dir / name, max_steps=steps, eval_every=0, save_every=0, tensorboard=False)
+    run = prepare_run(recipe, train_cfg, Corpus(data_dir), tokenizer=tokenizer)
+    model, block_size = run.model, run.model.config.block_size
+    val = [TextDataset(data_dir / f"{split}.bin", block_size) for split in ("val", "test")]
+    trainer = run.trainer(quiet=True)
     fit = FitScheduleToBudget(stop_at_s, 0.0, train_cfg.max_steps) if stop_at_s else None
     curve, train_s, reached_at = [], 0.0, None
     while trainer.progress.step < train_cfg.max_steps:
@@ -83,7 +83,7 @@ def train_timed(
             if stop_at_s and train_s >= stop_at_s:
                 break
     return {"recipe": name, "parameters": model.num_params(), "steps": trainer.progress.step,
-            "tokens": trainer.progress.step * train_cfg.batch_size * cfg.block_size,
+            "tokens": trainer.progress.step * train_cfg.batch_size * block_size,
             "train_s": round(train_s, 2), "final_val_loss": curve[-1]["val_loss"], "curve": curve,
             "reached_target_s": None if reached_at is None else round(reached_at, 2)}
 
@@ -91,15 +91,14 @@ def train_timed(
 def run(quick: bool = False) -> dict[str, Any]:
     source = tinyshakespeare_path()
     text = read_text(source)
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         tokenizer = train_tokenizer("char", [text])
         prepare_corpus([source], tokenizer, data_dir, split=(0.9, 0.05, 0.05))
         ref_steps = 100 if quick else None
-        ref = train_timed("nanogpt-shakespeare-char", data_dir, tokenizer.vocab_size,
-                          eval_every=ref_steps or 500, max_steps=ref_steps)
-        fast = train_timed("shakespeare-char", data_dir, tokenizer.vocab_size, eval_every=20 if quick else 50,
+        ref = train_timed("nanogpt-shakespeare-char", data_dir, tokenizer, eval_every=ref_steps or 500,
+                          max_steps=ref_steps)
+        fast = train_timed("shakespeare-char", data_dir, tokenizer, eval_every=20 if quick else 50,
                            stop_at_s=ref["train_s"], target=ref["final_val_loss"], max_steps=100 if quick else None)
     reached = fast["reached_target_s"]
     return {

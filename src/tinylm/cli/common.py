@@ -23,8 +23,11 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 def add_grammar_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("grammar (constrained decoding with XGrammar; at most one)").add_mutually_exclusive_group()
-    g.add_argument("--grammar", metavar="NAME|FILE",
-                   help="a GBNF/EBNF file, or a built-in: code2-thesis, code2-full, arithmetic, json")
+    from tinylm.tasks import plugins
+
+    # The built-in names without importing tinylm.constrain (XGrammar, torch): each task's, and json.
+    names = [name for plugin in plugins() for name in plugin.grammars] + ["json"]
+    g.add_argument("--grammar", metavar="NAME|FILE", help=f"a GBNF/EBNF file, or a built-in: {', '.join(names)}")
     g.add_argument("--regex", metavar="PATTERN", help="the whole output must match this regular expression")
     g.add_argument("--json-schema", metavar="FILE", help="the output is compact JSON valid under this schema")
 

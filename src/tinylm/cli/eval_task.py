@@ -1,10 +1,11 @@
-"""`tinylm eval-task CHECKPOINT --task code2 --split test`: evaluate a model on a task's split.
+"""`tinylm eval-task CHECKPOINT --split test`: evaluate a model on its task's split.
 
-    tinylm eval-task runs/code2-thesis/model --task code2 --split test
-    tinylm eval-task runs/code2-thesis/model --task code2 --split test --thesis-decoding --limit 500
+    tinylm eval-task runs/code2-thesis/model --split test
+    tinylm eval-task runs/code2-thesis/model --split test --thesis-decoding --limit 500
     tinylm eval-task runs/code2-full/model --task code2 --split valid --num-beams 4 --out runs/eval-beam
 
-Decoding is greedy unless sampling flags say otherwise; --thesis-decoding is the seed-000
+The task is the one the model was trained for (its checkpoint says), or --task NAME.
+Decoding is greedy unless sampling flags say otherwise; --thesis-decoding is the UGR
 thesis's final setting (sampling at temperature 0.2, top-p 0.6, seed 42). Writes
 report.json, report.md, predictions.jsonl and two PNG charts into --out (default:
 <checkpoint>/../eval-<split>) and prints the Markdown table.
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval-task", help="evaluate a checkpoint on a task (exact match, BLEU, execution...)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
-    p.add_argument("--task", default="code2", help="task name (default code2)")
+    p.add_argument("--task", help="task name (default: the task the model was trained for)")
     p.add_argument("--split", default="test", help="train, valid or test (default test)")
     p.add_argument("--data", metavar="DIR", help="read the split from DIR/<split>.jsonl instead of generating it")
     p.add_argument("--preset", help="the task's data preset (default: the one the model was trained on)")
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="report folder (default <checkpoint>/../eval-<split>)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--thesis-decoding", action="store_true",
-                   help="the thesis's sampling: temperature 0.2, top-p 0.6, seed 42")
+                   help="the UGR thesis's sampling: temperature 0.2, top-p 0.6, seed 42")
     p.add_argument("--unconstrained", action="store_true",
                    help="decode without the task's constraint (code2: quoted tokens copied from the input)")
     p.add_argument("--quiet", action="store_true", help="print only the Markdown table")
@@ -52,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_dir():
         raise TinyLMError(f"checkpoint not found: {checkpoint} is not a folder")
-    from tinylm.evaluation.task import TASKS
+    if args.task is not None:
+        from tinylm.tasks import get_plugin
 
-    if args.task not in TASKS:
-        raise TinyLMError(f"unknown task {args.task!r}; choose one of: {', '.join(TASKS)}")
+        get_plugin(args.task)  # an unknown task fails before the model is loaded
     import torch
 
     import tinylm

@@ -3,6 +3,8 @@
 Every command module exposes `register(subparsers)`, which adds its parser and sets
 `func` to a handler taking the parsed arguments and returning an exit code. Handlers
 import heavy modules (torch, transformers) lazily so `tinylm --help` stays instant.
+The generic verbs are listed here; each task plug-in adds its own (tinylm.tasks: `tinylm
+code2 ...` and `tinylm demo`, `tinylm arithmetic ...`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ COMMAND_MODULES = [
     "tinylm.cli.generate",
     "tinylm.cli.chat",
     "tinylm.cli.serve",
-    "tinylm.cli.inspect",
+    "tinylm.cli.info",
+    "tinylm.cli.perplexity",
     "tinylm.cli.export_hf",
     "tinylm.cli.bench",
-    "tinylm.tasks.code2.cli",
-    "tinylm.tasks.arithmetic.cli",
     "tinylm.cli.eval_task",
-    "tinylm.cli.demo",
+    "tinylm.cli.compare_grammar",
 ]
 
 
@@ -37,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    from tinylm.tasks import plugins
+
+    for plugin in plugins():
+        if plugin.cli is not None:
+            plugin.cli(subparsers)
     return parser
 
 

@@ -1,14 +1,24 @@
-"""`tinylm train`: train a model on text files, Tiny Shakespeare or prompt/completion pairs.
+"""`tinylm train`: train a model on text files, Tiny Shakespeare or prompt/completion pairs, or run a recipe.
 
     tinylm train --shakespeare --tokenizer char --preset gpt2-style-nano --out runs/shk
+    tinylm train --shakespeare --recipe shakespeare-char --out runs/shk      # a measured recipe
     tinylm train --data a.txt b.txt --tokenizer bpe --vocab-size 2048 --preset llama-style-micro --out runs/ab
     tinylm train --pairs train.jsonl --val-pairs val.jsonl --set block_size=128 --out runs/pairs
+    tinylm train --recipe code2-thesis --out runs/code2    # a task's recipe: the task's data and training
+    tinylm train --recipe my-recipe.toml --data a.txt --out runs/mine       # a recipe file (JSON or TOML)
     tinylm train --out runs/shk --resume --max-steps 4000     # continue (here: for longer)
 
+A recipe (tinylm.training.recipe) sets the preset, model overrides, tokenizer, vocabulary
+size and training settings; flags given explicitly win over it. A task's recipe
+(code2-thesis, code2-full, arithmetic) trains on the task's own data, the way its own
+command does (`tinylm code2 train`), so it takes no data flags. Every run goes through the
+one run set-up (tinylm.training.run).
+
 The run folder holds everything needed to resume: data/ (the tokenized corpus or copied
-pairs, and the tokenizer), train_config.json, last/ and best/ checkpoints, metrics.jsonl,
-tensorboard/ and loss.png. With --resume, the model, tokenizer, data and training config
-come from that folder; training flags given on the command line override the saved ones.
+pairs, and the tokenizer), recipe.json, train_config.json, last/ and best/ checkpoints,
+metrics.jsonl, tensorboard/, loss.png and summary.json. With --resume, the model,
+tokenizer, data and training config come from that folder; training flags given on the
+command line override the saved ones.
 """
 
 from __future__ import annotations
@@ -43,7 +53,6 @@ TRAIN_FLAGS: dict[str, tuple[str, type, str]] = {
     "dtype": ("--dtype", str, "float32, or bfloat16 (CPU autocast)"),
     "num_threads": ("--threads", int, "torch CPU threads, 0 = torch's choice"),
 }
-DATA_FOLDER = "data"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,8 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--tokenizer", choices=("char", "bpe"), help="tokenizer to train on the data (default char)")
     model.add_argument("--vocab-size", type=int, metavar="N", help="BPE vocabulary size (default 1024)")
     model.add_argument("--preset", metavar="NAME", help="model preset (default gpt2-style-nano); see tinylm.presets")
-    model.add_argument("--recipe", metavar="NAME", help="a measured recipe from tinylm.presets.RECIPES: preset, tokenizer "
-                       "and training settings (flags given explicitly still win), e.g. shakespeare-char")
+    model.add_argument("--recipe", metavar="NAME|FILE", help="a measured recipe (shakespeare-char, nanogpt-shakespeare-char, "
+                       "or a task's: code2-thesis, code2-full, arithmetic) or a FILE.json / FILE.toml: preset, tokenizer "
+                       "and training settings (flags given explicitly still win)")
     model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override a model config field, e.g. --set n_layer=2 --set dropout=0.1 (repeatable)")
     run = p.add_argument_group("run")
@@ -107,111 +117,89 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _text_datasets(folder: Path, block_size: int):
-    from tinylm.data import TextDataset
-    from tinylm.io import read_json
+def recipe_from_flags(args: argparse.Namespace):
+    """The run's recipe: --recipe (or the defaults), with the model and tokenizer flags applied."""
+    from tinylm.training.recipe import Recipe, load_recipe
 
-    counts = read_json(folder / "meta.json")["counts"]
-    for split in ("train", "val"):
-        if counts[split] < block_size + 1:
-            raise TinyLMError(
-                f"corpus too small: the {split} split has {counts[split]} tokens, a window needs block_size + 1 = "
-                f"{block_size + 1}; use more text or a smaller --set block_size=N"
-            )
-    return TextDataset(folder / "train.bin", block_size), TextDataset(folder / "val.bin", block_size)
-
-
-def _paired_datasets(train_pairs: list[dict], val_pairs: list[dict] | None, tokenizer, block_size: int):
-    from tinylm.data import PairedDataset
-
-    train = PairedDataset(train_pairs, tokenizer, block_size)
-    val = PairedDataset(val_pairs, tokenizer, block_size) if val_pairs else None
-    return train, val
+    recipe = load_recipe(args.recipe) if args.recipe else Recipe(name="command-line")
+    overrides = parse_overrides(args.overrides)
+    if "vocab_size" in overrides:
+        raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe")
+    changes: dict[str, Any] = {"model": overrides}
+    if args.tokenizer is not None:
+        changes.update(tokenizer=args.tokenizer, vocab_size=None)
+    if args.vocab_size is not None:
+        changes["vocab_size"] = args.vocab_size
+    if args.preset is not None:
+        changes["preset"] = args.preset
+    return recipe.replace(**changes)
 
 
-def _fresh_setup(args: argparse.Namespace):
-    """Tokenizer, prepared data, model config and TrainConfig for a new run."""
-    from tinylm.data import prepare_corpus, read_pairs, tinyshakespeare_path
+def _data_flags(args: argparse.Namespace) -> list[str]:
+    return [flag for flag, used in (("--data", args.data), ("--shakespeare", args.shakespeare or args.shakespeare_path),
+                                    ("--pairs", args.pairs), ("--val-pairs", args.val_pairs)) if used]
+
+
+def _fresh_run(args: argparse.Namespace, recipe):
+    """The run set-up for a new run of a text or pairs recipe."""
+    from tinylm.data import read_pairs, tinyshakespeare_path
     from tinylm.io import atomic_write
-    from tinylm.presets import model_config, recipe
-    from tinylm.tokenizers import TOKENIZER_FILENAME, read_text, train_tokenizer
-    from tinylm.training import TrainConfig
+    from tinylm.tokenizers import read_text
+    from tinylm.training.run import DATA_FOLDER, Pairs, TextFiles, prepare_run, train_config
 
     out = Path(args.out)
-    if (out / "last").exists():
-        raise TinyLMError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     sources = [bool(args.data), args.shakespeare or bool(args.shakespeare_path), bool(args.pairs)]
     if sum(sources) != 1:
         raise TinyLMError("give exactly one data source: --data FILE..., --shakespeare or --pairs TRAIN.jsonl")
     if args.val_pairs and not args.pairs:
         raise TinyLMError("--val-pairs goes with --pairs")
-    rec = recipe(args.recipe) if args.recipe else {}
-    kind = args.tokenizer or rec.get("tokenizer", "char")
-    # Validate the model and training settings before the (slow) tokenizer training.
-    overrides = {**rec.get("model", {}), **parse_overrides(args.overrides)}
-    if "vocab_size" in overrides:
-        raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe")
-    preset = args.preset or rec.get("preset", "gpt2-style-nano")
-    model_config(preset, **overrides)
-    cfg = TrainConfig(out_dir=str(out), **{**rec.get("train", {}), **_given_train_fields(args)})
+    cfg = train_config(recipe, out, **_given_train_fields(args))  # validated before the slow steps
     data_dir = out / DATA_FOLDER
     if args.pairs:
-        train_pairs = read_pairs(args.pairs)
-        val_pairs = read_pairs(args.val_pairs) if args.val_pairs else None
-        tokenizer = train_tokenizer(kind, [f"{p['input']}\n{p['output']}" for p in train_pairs], args.vocab_size)
+        data = Pairs(read_pairs(args.pairs), read_pairs(args.val_pairs) if args.val_pairs else None)
         for name, path in (("train.jsonl", args.pairs), ("val.jsonl", args.val_pairs)):
             if path:  # a copy, so the run folder alone is enough to resume
                 with atomic_write(data_dir / name, "wb") as f:
                     f.write(Path(path).read_bytes())
-        tokenizer.save(data_dir / TOKENIZER_FILENAME)
-        model_cfg = model_config(preset, **{**overrides, "vocab_size": tokenizer.vocab_size})
-        train, val = _paired_datasets(train_pairs, val_pairs, tokenizer, model_cfg.block_size)
     else:
         paths = [Path(p) for p in args.data] if args.data else [tinyshakespeare_path(args.shakespeare_path)]
         for path in paths:
             if not read_text(path):
                 raise TinyLMError(f"corpus file is empty: {path}")
-        tokenizer = train_tokenizer(kind, paths, args.vocab_size)
-        prepare_corpus(paths, tokenizer, data_dir)
-        model_cfg = model_config(preset, **{**overrides, "vocab_size": tokenizer.vocab_size})
-        train, val = _text_datasets(data_dir, model_cfg.block_size)
-    return model_cfg, tokenizer, train, val, cfg
+        data = TextFiles(paths, data_dir)
+    run = prepare_run(recipe, cfg, data)
+    if args.pairs:
+        from tinylm.tokenizers import TOKENIZER_FILENAME
+
+        run.tokenizer.save(data_dir / TOKENIZER_FILENAME)
+    return run
 
 
-def _resume_setup(args: argparse.Namespace):
-    """Everything from the run folder, with the training flags given now applied on top."""
-    from tinylm.checkpoint import load_config, recover_interrupted_save
-    from tinylm.io import read_json
-    from tinylm.tokenizers import load_tokenizer
-    from tinylm.training import TrainConfig
+def _resumed_run(args: argparse.Namespace):
+    """The run in --out, with the training flags given now applied on top."""
+    from tinylm.training.run import resume_run
 
-    out = Path(args.out)
-    given = [flag for flag, used in (
-        ("--data", args.data), ("--shakespeare", args.shakespeare or args.shakespeare_path),
-        ("--pairs", args.pairs or args.val_pairs), ("--tokenizer", args.tokenizer),
-        ("--vocab-size", args.vocab_size), ("--preset", args.preset), ("--recipe", args.recipe),
-        ("--set", args.overrides),
-    ) if used]
+    given = _data_flags(args) + [flag for flag, used in (
+        ("--tokenizer", args.tokenizer), ("--vocab-size", args.vocab_size), ("--preset", args.preset),
+        ("--recipe", args.recipe), ("--set", args.overrides)) if used]
     if given:
-        raise TinyLMError(f"--resume takes the model and data from {out}; drop {', '.join(given)}")
-    last = out / "last"
-    recover_interrupted_save(last)
-    if not last.is_dir():
-        raise TinyLMError(f"nothing to resume: {last} does not exist")
-    model_cfg = load_config(last)
-    tokenizer = load_tokenizer(last)
-    saved = read_json(out / "train_config.json")
-    cfg = TrainConfig.from_dict({**saved, **_given_train_fields(args), "out_dir": str(out)})
-    data_dir = out / DATA_FOLDER
-    if (data_dir / "train.bin").is_file():
-        train, val = _text_datasets(data_dir, model_cfg.block_size)
-    else:
-        from tinylm.data import read_pairs
+        raise TinyLMError(f"--resume takes the model and data from {args.out}; drop {', '.join(given)}")
+    return resume_run(args.out, **_given_train_fields(args))
 
-        val_file = data_dir / "val.jsonl"
-        val_pairs = read_pairs(val_file) if val_file.is_file() else None
-        train, val = _paired_datasets(read_pairs(data_dir / "train.jsonl"), val_pairs, tokenizer, model_cfg.block_size)
-    return model_cfg, tokenizer, train, val, cfg
+
+def _train_task(args: argparse.Namespace, recipe) -> int:
+    """A task's recipe: the task's own data and training (its plug-in's `train`)."""
+    from tinylm.tasks import get_plugin
+
+    if _data_flags(args):
+        raise TinyLMError(f"recipe {recipe.name} trains on the {recipe.task} task's own data; "
+                          f"drop {', '.join(_data_flags(args))}")
+    given = _given_train_fields(args)
+    threads = given.pop("num_threads", 0)
+    summary = get_plugin(recipe.task).train(recipe.replace(train=given), args.out, threads=threads, quiet=args.quiet)
+    print(f"model: {summary.model_dir} ({summary.parameters:,} parameters, {summary.tokenizer} tokenizer); "
+          f"{summary.steps} steps, stopped ({summary.stop_reason}) after {summary.train_s:.1f}s of training")
+    return 0
 
 
 def _print_samples(model, tokenizer, data, n: int, n_tokens: int, seed: int) -> None:
@@ -235,31 +223,35 @@ def _print_samples(model, tokenizer, data, n: int, n_tokens: int, seed: int) -> 
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
-    from tinylm.model import GPT
-    from tinylm.training import Trainer
+    from tinylm.training.run import ensure_new_run
 
     if args.samples < 0 or args.sample_tokens < 0:
         raise TinyLMError("--samples and --sample-tokens must be >= 0")
-    model_cfg, tokenizer, train, val, cfg = _resume_setup(args) if args.resume else _fresh_setup(args)
-    torch.manual_seed(cfg.seed)  # the initial weights (replaced by the checkpoint's on --resume)
-    model = GPT(model_cfg)
+    if args.resume:
+        run = _resumed_run(args)
+    else:
+        ensure_new_run(args.out, "pass --resume to continue it, or choose another --out")
+        recipe = recipe_from_flags(args)
+        if recipe.task is not None:
+            return _train_task(args, recipe)
+        run = _fresh_run(args, recipe)
     if not args.quiet:
-        print(f"model: {model.num_params():,} parameters, {model_cfg.n_layer} layers, context {model_cfg.block_size}, "
-              f"vocabulary {model_cfg.vocab_size} ({tokenizer.kind})")
-    trainer = Trainer(model, train, val, cfg, tokenizer, quiet=args.quiet)
-    result = trainer.fit(resume=args.resume)
+        print(run.describe())
+    result = run.trainer(quiet=args.quiet).fit(resume=args.resume)
     out = Path(result.out_dir)
+    chosen = out / ("best" if result.best_step is not None else "last")
+    run.summary(result, chosen)
     best = ""
     if result.best_val_loss is not None:
         best = f", best val loss {result.best_val_loss:.4f} at step {result.best_step} ({out / 'best'})"
     print(f"stopped ({result.stop_reason}) at step {result.steps}, {result.tokens:,} tokens, "
           f"{result.elapsed_s:.1f}s; checkpoint {out / 'last'}{best}")
+    model = run.model
     if result.best_step is not None and args.samples:
         from tinylm.checkpoint import load_model
 
         model = load_model(out / "best")
         print(f"samples from {out / 'best'} (step {result.best_step}):")
-    _print_samples(model, tokenizer, val if val is not None else train, args.samples, args.sample_tokens, cfg.seed)
+    data = run.val_data if run.val_data is not None else run.train_data
+    _print_samples(model, run.tokenizer, data, args.samples, args.sample_tokens, run.cfg.seed)
     return 0

@@ -10,7 +10,8 @@
 
 The same as `tinylm generate CKPT --grammar NAME|FILE`, `--regex PATTERN`, `--json-schema FILE`.
 Files: backend (importing xgrammar, its error messages), grammar (the Grammar value:
-EBNF, regex, JSON schema), builtins (code2-thesis, code2-full, arithmetic, json),
+EBNF, regex, JSON schema; named grammars), builtins (the names: each task plug-in's
+grammars, e.g. code2-thesis, code2-full, arithmetic; and json),
 compiler (tokenizer vocabulary -> XGrammar, compile caches), processor (the masking hook).
 """
 
@@ -20,9 +21,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from tinylm.constrain.builtins import BUILTIN_GRAMMARS, builtin
+from tinylm.constrain.builtins import BUILTIN_GRAMMARS
 from tinylm.constrain.compiler import CacheInfo, CompiledGrammar, cache_info, clear_cache, compile_grammar
-from tinylm.constrain.grammar import Grammar
+from tinylm.constrain.grammar import Grammar, builtin
 from tinylm.constrain.processor import GrammarProcessor
 from tinylm.errors import TinyLMError
 

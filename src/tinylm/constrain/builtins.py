@@ -1,43 +1,34 @@
-"""The grammars `--grammar NAME` knows, each owned by the task that defines its language.
+"""The grammars `--grammar NAME` knows: every task plug-in's, and json.
 
-- code2-thesis, code2-full: the CODE-2 task's output (one or more assembly lines), generated
-  from the ISA table by tinylm.tasks.code2.grammar;
-- arithmetic: seed 003's arithmetic grammar (its annex Lark version, translated to GBNF by
-  tinylm.tasks.arithmetic.grammar);
-- json: any JSON value, written compactly (the JSON schema `{}`).
+Each task supplies the grammar of its own language through its plug-in (tinylm.tasks):
+CODE-2's assembly output is generated from its ISA table, arithmetic is the
+grammar-decoding study's Lark grammar translated to GBNF. `json` is any JSON value,
+written compactly (the JSON schema `{}`).
+
+This module only names the grammars and knows how to produce their source text;
+grammar.py turns a name into a Grammar (`builtin(name)`), so the dependency runs one way:
+grammar.py -> builtins.py -> the task registry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
-
-from tinylm.constrain.grammar import Grammar
-from tinylm.errors import TinyLMError
+from dataclasses import dataclass
 
 
-def _code2(variant: str) -> Grammar:
-    from tinylm.tasks.code2.grammar import grammar_ebnf
-
-    return Grammar.ebnf(grammar_ebnf(variant), f"code2-{variant}")
-
-
-def _arithmetic() -> Grammar:
-    from tinylm.tasks.arithmetic.grammar import ARITHMETIC_EBNF
-
-    return Grammar.ebnf(ARITHMETIC_EBNF, "arithmetic")
+@dataclass(frozen=True)
+class BuiltinGrammar:
+    description: str
+    kind: str  # a Grammar kind: "ebnf" or "json_schema"
+    source: Callable[[], str]  # the grammar's text, built on demand
 
 
-BUILTIN_GRAMMARS: dict[str, tuple[str, Callable[[], Grammar]]] = {
-    "code2-thesis": ("CODE-2 assembly output, thesis variant (LD/ST/ADDS/SUBS, error lines)", lambda: _code2("thesis")),
-    "code2-full": ("CODE-2 assembly output, every instruction, labels, comments, ORG, DW", lambda: _code2("full")),
-    "arithmetic": ("seed 003's arithmetic expressions with chained ==", _arithmetic),
-    "json": ("any JSON value, compact", lambda: Grammar.json_schema({}, "json")),
-}
+def _builtins() -> dict[str, BuiltinGrammar]:
+    from tinylm.tasks import plugins
+
+    table = {name: BuiltinGrammar(g.description, "ebnf", g.ebnf) for p in plugins() for name, g in p.grammars.items()}
+    table["json"] = BuiltinGrammar("any JSON value, compact", "json_schema", lambda: "{}")
+    return table
 
 
-@lru_cache(maxsize=None)
-def builtin(name: str) -> Grammar:
-    if name not in BUILTIN_GRAMMARS:
-        raise TinyLMError(f"unknown built-in grammar {name!r}; choose one of: {', '.join(BUILTIN_GRAMMARS)}")
-    return BUILTIN_GRAMMARS[name][1]()
+BUILTIN_GRAMMARS: dict[str, BuiltinGrammar] = _builtins()

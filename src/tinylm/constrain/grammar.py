@@ -15,7 +15,8 @@ position and the reason, before any model runs:
 
 Parsing depends only on the source, so it is cached by (kind, source); compiling for a
 tokenizer is compiler.py's job. `Grammar.resolve("code2-full" | "path/to/file.gbnf")` is
-what `tinylm generate --grammar` calls; the named grammars live in builtins.py.
+what `tinylm generate --grammar` calls; `builtin(name)` gives a named grammar (their names
+and sources: builtins.py, where each task plug-in contributes its own).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.constrain.backend import reason, xgrammar
+from tinylm.constrain.builtins import BUILTIN_GRAMMARS
 from tinylm.errors import TinyLMError
 
 KINDS = ("ebnf", "regex", "json_schema")
@@ -89,8 +91,6 @@ class Grammar:
     @classmethod
     def resolve(cls, spec: str) -> "Grammar":
         """A built-in grammar's name, or the path of an EBNF file."""
-        from tinylm.constrain.builtins import BUILTIN_GRAMMARS, builtin
-
         if spec in BUILTIN_GRAMMARS:
             return builtin(spec)
         if Path(spec).is_file():
@@ -124,6 +124,15 @@ class Grammar:
 
     def __str__(self) -> str:
         return self.name or f"<{_WHAT[self.kind]}>"
+
+
+@lru_cache(maxsize=None)
+def builtin(name: str) -> Grammar:
+    """A named grammar (builtins.py), parsed once."""
+    if name not in BUILTIN_GRAMMARS:
+        raise TinyLMError(f"unknown built-in grammar {name!r}; choose one of: {', '.join(BUILTIN_GRAMMARS)}")
+    entry = BUILTIN_GRAMMARS[name]
+    return Grammar(entry.kind, entry.source(), name)
 
 
 def _read(path: Path, what: str) -> str:

@@ -6,9 +6,10 @@
     result = evaluate(lm, task, "test", GenerationConfig(temperature=0))
     write_report(result, "runs/code2-thesis/eval-test")
 
-Files: metrics (exact match, BLEU, ROUGE-L), task (the Task protocol and the registry of
-tasks), harness (batched generation over a split, scoring, speed), report (JSON,
-Markdown, PNG). Names are imported on first use so `tinylm --help` stays instant.
+Files: metrics (exact match, BLEU, ROUGE-L), task (the Task protocol; the tasks themselves
+come from the task plug-ins, tinylm.tasks), harness (batched generation over a split,
+scoring, speed), report (JSON, Markdown, PNG), grammar_comparison (a split decoded free and
+under a grammar). Names are imported on first use so `tinylm --help` stays instant.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ _EXPORTS = {
     "Example": "tinylm.evaluation.task",
     "Anchor": "tinylm.evaluation.task",
     "Task": "tinylm.evaluation.task",
-    "TASKS": "tinylm.evaluation.task",
     "get_task": "tinylm.evaluation.task",
     "EvalResult": "tinylm.evaluation.harness",
     "evaluate": "tinylm.evaluation.harness",

@@ -4,8 +4,9 @@
     result = evaluate(lm, task, "test", GenerationConfig(temperature=0))
     write_report(result, "runs/eval")          # report.json, report.md, predictions.jsonl, *.png
 
-Models are prompted the way paired data trains them (data/paired.py): `[bos] input [sep]`,
-and their answer runs to eos. Generation is batched: every prompt of every example (one per example, or one per line
+Models are prompted in their own prompt format (LanguageModel.encode_prompts: a task model
+reads `[bos] input [sep]`, as paired data trains it), and their answer runs to eos.
+Generation is batched: every prompt of every example (one per example, or one per line
 for line-aligned tasks) is sorted by length and decoded `batch_size` at a time, so rows
 of a batch have similar lengths and left-padding wastes little. The figures:
 
@@ -31,11 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tinylm.api import LanguageModel
-from tinylm.data.paired import encode_prompt
 from tinylm.errors import TinyLMError
 from tinylm.evaluation import metrics
 from tinylm.evaluation.task import Anchor, Example, Task
-from tinylm.generation import GenerationConfig, LogitsProcessor
+from tinylm.generation import GenerationConfig, GenerationResult, LogitsProcessor
 
 
 # Prompts decoded together. Larger batches amortize each step's overhead, but every row
@@ -60,27 +60,25 @@ def generate_all(
     lm: LanguageModel, prompts: Sequence[str], config: GenerationConfig, batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
     constraint: Callable[[list[str]], LogitsProcessor | None] | None = None,
-) -> tuple[list[str], int]:
-    """Answers to every prompt (in order) and the number of tokens generated.
+) -> list[GenerationResult]:
+    """The generation result of every prompt, in order.
 
     Longest prompts first: a batch's cache is as wide as its longest prompt, and the first
     batch then shows at once whether the largest one fits in memory. `constraint` gives
     the logits processor for a batch's prompts (a task's, see Task.logits_processor)."""
     if batch_size < 1:
         raise TinyLMError(f"batch size must be at least 1, got {batch_size}")
-    encoded = [encode_prompt(lm.tokenizer, p) for p in prompts]
+    encoded = lm.encode_prompts(list(prompts))
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    answers: list[str] = [""] * len(encoded)
-    tokens = 0
+    results: list[GenerationResult | None] = [None] * len(encoded)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         processor = constraint([prompts[i] for i in rows]) if constraint is not None else None
         for i, result in zip(rows, lm.engine.generate([encoded[i] for i in rows], config, processor)):
-            answers[i] = result.text or ""
-            tokens += result.completion_tokens
+            results[i] = result
         if progress is not None:
             progress(min(start + batch_size, len(order)), len(order))
-    return answers, tokens
+    return results  # type: ignore[return-value]  # every row was filled
 
 
 def predict(lm: LanguageModel, task: Task, inputs: Sequence[str], config: GenerationConfig,
@@ -93,7 +91,8 @@ def predict(lm: LanguageModel, task: Task, inputs: Sequence[str], config: Genera
     per_input = [task.prompts(text) for text in inputs]
     flat = [p for prompts in per_input for p in prompts]
     constraint = (lambda batch: task.logits_processor(lm.tokenizer, batch, config.num_beams)) if constrained else None
-    answers, tokens = generate_all(lm, flat, config, batch_size, progress, constraint)
+    results = generate_all(lm, flat, config, batch_size, progress, constraint)
+    answers, tokens = [r.text or "" for r in results], sum(r.completion_tokens for r in results)
     out, k = [], 0
     for prompts in per_input:
         out.append(task.join(answers[k : k + len(prompts)]))

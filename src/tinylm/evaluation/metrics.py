@@ -2,8 +2,8 @@
 
 - Exact match, strict: the prediction equals the reference, character for character.
 - Exact match, normalized: equal after lower-casing and collapsing every run of whitespace
-  (newlines included) into one space, which is what the seed-000 thesis's training code
-  compared (see seed-000-t5-code2.md, "EM is normalised").
+  (newlines included) into one space, which is what the UGR thesis's training code
+  compared (its reference notes: "EM is normalised").
 - BLEU: sacrebleu's corpus BLEU (default 13a tokenizer), divided by 100 so it reads on the
   thesis's 0-1 scale. (The thesis used NLTK's corpus_bleu over whitespace tokens; the two
   agree on identical texts and differ slightly in tokenization otherwise.)

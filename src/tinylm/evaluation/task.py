@@ -6,13 +6,13 @@ tasks such as CODE-2), generates in batches, joins the answers, and computes the
 text metrics. The task adds its own checks (`score`), names what went wrong
 (`taxonomy`), may constrain decoding (`logits_processor`), and may carry published figures to print beside ours (`anchor`).
 
-Tasks are found by name in TASKS ("module:factory"); a factory builds the task for a
-given model, since the model's checkpoint says how it was trained (config.extra).
+Tasks are found by name in the task plug-in registry (tinylm.tasks): a plug-in's
+`evaluation` factory builds the task for a given model, since the model's checkpoint says
+how it was trained (config.extra).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,15 +81,19 @@ class Task(Protocol):
         ...
 
 
-# name -> "module:factory"; factory(model_extra: dict, data: str | None, preset: str | None) -> Task
-TASKS: dict[str, str] = {
-    "code2": "tinylm.tasks.code2.task:create",
-}
-
-
-def get_task(name: str, *, model_extra: dict[str, Any] | None = None, data: str | None = None,
+def get_task(name: str | None = None, *, model_extra: dict[str, Any] | None = None, data: str | None = None,
              preset: str | None = None) -> Task:
-    if name not in TASKS:
-        raise TinyLMError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
-    module, _, factory = TASKS[name].partition(":")
-    return getattr(importlib.import_module(module), factory)(model_extra or {}, data, preset)
+    """The evaluation Task `name` for a model (default: the task the model was trained for)."""
+    from tinylm.tasks import get_plugin, model_task, plugins, task_names
+
+    if name is None:
+        plugin = model_task(model_extra)
+        if plugin is None:
+            raise TinyLMError(f"this model was trained for no task; name one with --task ({', '.join(task_names())})")
+    else:
+        plugin = get_plugin(name)
+    if plugin.evaluation is None:
+        with_evaluation = [p.name for p in plugins() if p.evaluation is not None]
+        raise TinyLMError(f"task {plugin.name} has no evaluation; tasks with one: {', '.join(with_evaluation)}")
+    return plugin.evaluation(model_extra or {}, data, preset)
+

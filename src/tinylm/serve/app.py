@@ -1,4 +1,4 @@
-"""The HTTP API: OpenAI-compatible completions, CODE-2 translation, health, and the playground.
+"""The HTTP API: OpenAI-compatible completions, the tasks' own routes, health, and the playground.
 
     app = create_app(tinylm.load("runs/shakespeare/best"))
     uvicorn.run(app, host="127.0.0.1", port=8000)       # what `tinylm serve` does
@@ -8,7 +8,12 @@ Routes:
   GET  /health                liveness: the scheduler thread is running; queue sizes
   GET  /v1/models             the one served model (OpenAI's list format)
   POST /v1/completions        OpenAI's completions, with stream (server-sent events)
-  POST /v1/code2/translate    Spanish -> CODE-2 assembly, assembled and run on the emulator
+  ...                         each task plug-in's routes (tinylm.tasks), e.g. POST /v1/code2/translate
+
+Every prompt is framed the way the served model was trained (its prompt format, read from
+the checkpoint by LanguageModel.encode_prompts): a CODE-2 line model answers
+"Suma r1 y r2 y guarda el resultado en r3" on /v1/completions exactly as `tinylm generate`
+and `lm.generate` do.
 
 Every error is a JSON body {"error": {"message", "type", "param", "code"}} with a 4xx
 status (5xx only for a bug); no request can stop the server. Generation happens on the
@@ -39,7 +44,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generation import GenerationConfig, LogitsProcessor, StreamEvent
 from tinylm.serve.limits import BodyLimit
 from tinylm.serve.scheduler import Scheduler, ServerBusy, Ticket
-from tinylm.serve.schemas import CompletionRequest, TranslateRequest
+from tinylm.serve.schemas import CompletionRequest
 
 STATIC = Path(__file__).parent / "static"
 FINISH_REASONS = {"stop": "stop", "length": "length", "no_valid_token": "stop"}
@@ -58,6 +63,21 @@ def error_body(message: str, kind: str = "invalid_request_error", param: str | N
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+class TaskServer:
+    """What a task plug-in's routes get from the server (plugin.routes(app, server)): the model,
+    its name, the API-key check, errors, and generation through the scheduler's continuous batch."""
+
+    error = APIError
+
+    def __init__(self, app: FastAPI, lm: LanguageModel, model_name: str, authorized: Any) -> None:
+        self.app, self.lm, self.model_name, self.authorized = app, lm, model_name, authorized
+
+    async def generate(self, request: Request, prompts: list[list[int]], config: GenerationConfig,
+                       processor: LogitsProcessor | None = None) -> tuple[list[str], list[str], int]:
+        """Texts and finish reasons of every prompt (token ids), and the tokens generated."""
+        return await _run(self.app.state.scheduler, request, prompts, config, processor)
+
+
 def create_app(
     lm: LanguageModel, *, model_name: str | None = None, api_key: str | None = None, max_rows: int = 64,
     max_waiting: int = 256, max_body_bytes: int = 1 << 20,
@@ -65,7 +85,7 @@ def create_app(
     name = model_name or (lm.path.name if lm.path else "tinylm")
     context = lm.model.config.block_size
     created = int(time.time())
-    is_code2 = (lm.model.config.extra or {}).get("task") == "code2"
+    task = (lm.model.config.extra or {}).get("task")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,8 +111,10 @@ def create_app(
             raise APIError(401, "missing or wrong API key (send Authorization: Bearer KEY)", code="invalid_api_key")
 
     def model_card() -> dict[str, Any]:
+        # `task`: what the model was trained for; the playground opens on that task's view.
         return {"id": name, "object": "model", "created": created, "owned_by": "tinylm",
-                "context_length": context, "tasks": ["code2"] if is_code2 else []}
+                "context_length": context, "task": task, "tasks": [task] if task else [],
+                "prompt_format": lm.prompt_format.name}
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:
@@ -186,25 +208,12 @@ def create_app(
         except TinyLMError as e:
             raise APIError(400, str(e), param=param) from None
 
-    @app.post("/v1/code2/translate", dependencies=[Depends(authorized)])
-    async def translate(body: TranslateRequest, request: Request) -> dict[str, Any]:
-        from tinylm.serve.code2 import run_assembly, translation_prompts
+    from tinylm.tasks import plugins
 
-        if not is_code2:
-            raise APIError(400, f"model {name!r} is not a CODE-2 model (its config.extra has no task 'code2')",
-                           code="not_code2")
-        task, prompts = translation_prompts(lm, body.text)
-        for ids in prompts:
-            if len(ids) >= context:
-                raise APIError(400, f"a line of the description has {len(ids)} tokens; this model's context is "
-                               f"{context}", param="text", code="context_length_exceeded")
-        config = GenerationConfig(temperature=0.0, max_new_tokens=body.max_tokens or context)
-        started = time.perf_counter()
-        texts, _, tokens = await _run(scheduler(), request, prompts, config, None)
-        assembly = task.join(texts)
-        answer = await asyncio.to_thread(run_assembly, assembly, task.preset)
-        return {"model": name, "text": body.text, **answer, "preset": task.preset,
-                "usage": {"completion_tokens": tokens, "seconds": round(time.perf_counter() - started, 4)}}
+    server = TaskServer(app, lm, name, authorized)
+    for plugin in plugins():
+        if plugin.routes is not None:
+            plugin.routes(app, server)
 
     return app
 

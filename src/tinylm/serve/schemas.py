@@ -20,27 +20,29 @@ MAX_N = 16
 MAX_STOP = 16
 
 
-class _Strict(BaseModel):
+class StrictBody(BaseModel):
+    """A request body: strict types, finite numbers, no unknown fields (task routes use it too)."""
+
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True)
 
 
-class JsonSchemaFormat(_Strict):
+class JsonSchemaFormat(StrictBody):
     name: str = Field("response", max_length=64)
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     description: str | None = None
     strict: bool | None = None
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(StrictBody):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
 
-class StreamOptions(_Strict):
+class StreamOptions(StrictBody):
     include_usage: bool = False
 
 
-class CompletionRequest(_Strict):
+class CompletionRequest(StrictBody):
     model: str | None = None
     prompt: str | list[str] = Field(..., description="one prompt, or several (each gets n choices)")
     max_tokens: int | None = Field(None, ge=1)
@@ -113,8 +115,3 @@ class CompletionRequest(_Strict):
                 and self.response_format.json_schema is None:
             return "response_format", "type json_schema needs a json_schema object"
         return None
-
-
-class TranslateRequest(_Strict):
-    text: str = Field(..., min_length=1, max_length=20_000, description="Spanish description, one instruction per line")
-    max_tokens: int | None = Field(None, ge=1)

@@ -1,7 +1,7 @@
-"""Loading an existing SentencePiece `.model` (e.g. the seed-001 thesis tokenizer).
+"""Loading an existing SentencePiece `.model` (e.g. the educational-GPT study's tokenizer).
 
 tinylm does not train SentencePiece models; it wraps one so the rest of the package sees
-the same `Tokenizer` interface. The seed-001 models use pad/unk/bos/eos = 0/1/2/3, BPE and
+the same `Tokenizer` interface. The educational-GPT study's models use pad/unk/bos/eos = 0/1/2/3, BPE and
 byte_fallback. Roles the model lacks (most models have no separator, some no pad) get new
 ids appended after the SentencePiece vocabulary, so `vocab_size` can exceed the model's
 piece count.

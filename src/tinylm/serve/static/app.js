@@ -4,6 +4,7 @@
 const $ = (id) => document.getElementById(id);
 let model = null;       // the /v1/models entry
 let running = null;     // AbortController of the generation in flight
+let viewChosen = false; // true once the user picked a tab: reloading the model keeps their choice
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -40,6 +41,13 @@ async function loadModel() {
   const code2 = model.tasks.includes("code2");
   $("code2-note").textContent = code2 ? "" : "This model is not a CODE-2 model: translation is unavailable.";
   $("translate").disabled = !code2;
+  // Open on the view of the task the model was trained for, when the playground has one.
+  if (!viewChosen && model.task && $("tab-" + model.task)) showView(model.task);
+}
+
+function showView(name) {
+  for (const t of document.querySelectorAll(".tab")) t.classList.toggle("active", t.dataset.view === name);
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + name;
 }
 
 function syncOutputs() {
@@ -177,10 +185,7 @@ async function translate() {
 }
 
 for (const tab of document.querySelectorAll(".tab")) {
-  tab.addEventListener("click", () => {
-    for (const t of document.querySelectorAll(".tab")) t.classList.toggle("active", t === tab);
-    for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + tab.dataset.view;
-  });
+  tab.addEventListener("click", () => { viewChosen = true; showView(tab.dataset.view); });
 }
 for (const input of document.querySelectorAll(".controls input[type=range]")) input.addEventListener("input", syncOutputs);
 $("generate").addEventListener("click", generate);

@@ -1,7 +1,7 @@
-"""The three measures of one output: seed 003's two, and the one it should have had.
+"""The three measures of one output: the grammar-decoding study's two, and the one it should have had.
 
-- syntactic: the thesis's annex Lark grammar (LALR) accepts the raw text;
-- sympy: the thesis's "semantic correctness": `sympy.sympify(text)` does not raise. It
+- syntactic: the study's annex Lark grammar (LALR) accepts the raw text;
+- sympy: the study's "semantic correctness": `sympy.sympify(text)` does not raise. It
   only asks whether SymPy can read the text: `sympify("9*15==136")` is False, no error,
   so it counts as correct;
 - correct: every side of the `==` chain (at least two sides) equals the problem's value,
@@ -9,7 +9,7 @@
 The measures can disagree in every direction: "9*15==0135" is grammatical and true, but
 SymPy (Python's literals) refuses the leading zero that Lark's NUMBER allows.
 
-The thesis rewrote "=" into "==" before scoring free-running outputs; our model writes
+The study rewrote "=" into "==" before scoring free-running outputs; our model writes
 "==" itself (as its training data does), where that rewrite would only turn "==" into
 "====", so every mode is scored on the raw text.
 
@@ -48,7 +48,7 @@ def safe_for_sympy(text: str) -> bool:
 
 
 def sympy_parses(text: str) -> bool:
-    """seed 003's semantic measure, on texts that are safe to eval (see the module docstring)."""
+    """The study's semantic measure, on texts that are safe to eval (see the module docstring)."""
     import sympy
 
     if not safe_for_sympy(text):

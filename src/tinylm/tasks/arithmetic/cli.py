@@ -1,4 +1,4 @@
-"""`tinylm arithmetic gen-data | train | protocol | check`: seed 003's task, end to end.
+"""`tinylm arithmetic gen-data | train | protocol | check`: the grammar-decoding study's task, end to end.
 
     tinylm arithmetic train --out runs/arithmetic                 # a few minutes on a CPU
     tinylm arithmetic protocol runs/arithmetic/model --out runs/arithmetic/protocol
@@ -15,7 +15,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("arithmetic", help="seed 003's arithmetic rewriting task", description=__doc__,
+    p = subparsers.add_parser("arithmetic", help="the grammar-decoding study's arithmetic rewriting task", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
@@ -28,12 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = verbs.add_parser("train", help="train the small rewriting model")
     t.add_argument("--out", required=True, help="run folder (the model lands in OUT/model)")
+    t.add_argument("--recipe", default="arithmetic", metavar="NAME|FILE",
+                   help="an arithmetic recipe by name, or a FILE.json / FILE.toml (default arithmetic)")
     t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's 1500)")
     t.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS", help="stop training after this long")
     t.add_argument("--threads", type=int, default=0)
     t.set_defaults(func=_train)
 
-    r = verbs.add_parser("protocol", help="seed 003's protocol with and without the grammar")
+    r = verbs.add_parser("protocol", help="the grammar-decoding study's protocol with and without the grammar")
     r.add_argument("checkpoint")
     r.add_argument("--out", help="write protocol.json, samples.jsonl and table.md here")
     r.add_argument("--seeds", type=int, default=100)
@@ -67,13 +69,16 @@ def _gen_data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tinylm.tasks.arithmetic.train import ArithmeticRecipe, train
+    from tinylm.tasks.arithmetic.train import train
+    from tinylm.training.recipe import load_recipe
 
-    recipe = ArithmeticRecipe()
+    recipe = load_recipe(args.recipe)
     if args.steps is not None:
-        recipe.train["max_steps"] = args.steps
-    summary = train(args.out, recipe, threads=args.threads, time_budget_s=args.time_budget)
-    print(json.dumps(summary))
+        recipe = recipe.replace(train={"max_steps": args.steps})
+    if args.time_budget:
+        recipe = recipe.replace(train={"time_budget_s": args.time_budget})
+    summary = train(recipe, args.out, threads=args.threads)
+    print(json.dumps(summary.to_dict()))
     return 0
 
 

@@ -1,11 +1,11 @@
-"""Paired data for seed 003's task: "Rewrite A op B as ..." -> a chain of equal expressions.
+"""Paired data for the grammar-decoding study's task: "Rewrite A op B as ..." -> a chain of equal expressions.
 
     {"input": "Rewrite 9 * 15", "output": "(9*15)==(9*10+9*5)==(15*9)==(135*1)",
      "meta": {"a": 9, "op": "*", "b": 15, "value": 135}}
 
-The prompt is the head of the thesis's instruction ("Rewrite 9 * 15 as others equivalents
+The prompt is the head of the study's instruction ("Rewrite 9 * 15 as others equivalents
 expressions"): the tail is the same in every example, teaches a small model nothing and
-would double what its training costs. The output is in the thesis's example format: the problem
+would double what its training costs. The output is in the study's example format: the problem
 itself in parentheses, then two or three other parenthesized expressions, joined by `==`,
 every one of them equal to the problem's value (checked with exact arithmetic when made).
 
@@ -17,7 +17,7 @@ value itself ((135*1)). Some need the value (a product the model must know), som
 need the operands, so a model can be right on a problem it never saw.
 
 Splits: problems, not examples, are divided into train and test, so test problems are
-unseen; seed 003's 9*15 (and 15*9) are always in the test split.
+unseen; the study's 9*15 (and 15*9) are always in the test split.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tinylm.errors import TinyLMError
 
 OPS = ("+", "-", "*", "/")
 PROMPT = "Rewrite {a} {op} {b}"
-SEED003_PROBLEM = (9, "*", 15)
+STUDY_PROBLEM = (9, "*", 15)  # the one problem the grammar-decoding study asked its models
 DEFAULT_MAX_OPERAND = 20
 TEST_FRACTION = 0.1
 
@@ -64,10 +64,10 @@ def all_problems(max_operand: int = DEFAULT_MAX_OPERAND) -> list[Problem]:
 
 
 def split_problems(max_operand: int = DEFAULT_MAX_OPERAND, seed: int = 0) -> dict[str, list[Problem]]:
-    """train/test problems; seed 003's problem and its mirror image are always test."""
+    """train/test problems; the study's problem and its mirror image are always test."""
     problems = all_problems(max_operand)
     random.Random(seed).shuffle(problems)
-    forced = {Problem(*SEED003_PROBLEM), Problem(SEED003_PROBLEM[2], "*", SEED003_PROBLEM[0])}
+    forced = {Problem(*STUDY_PROBLEM), Problem(STUDY_PROBLEM[2], "*", STUDY_PROBLEM[0])}
     n_test = max(1, int(TEST_FRACTION * len(problems)))
     test = [p for p in problems if p in forced]
     test += [p for p in problems if p not in forced][: n_test - len(test)]

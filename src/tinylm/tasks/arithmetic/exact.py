@@ -1,6 +1,6 @@
-"""Exact values of seed 003 expressions: a small lexer and recursive-descent parser over Fractions.
+"""Exact values of the grammar-decoding study's expressions: a small lexer and recursive-descent parser over Fractions.
 
-Seed 003 called an output "semantically correct" when SymPy could parse it, which says
+The study called an output "semantically correct" when SymPy could parse it, which says
 nothing about whether `(9*15)==(9*10+9*6)` is true. This evaluates every side of the
 chain exactly, without eval(): the language is the grammar's (grammar.py), read by hand:
 

@@ -1,6 +1,6 @@
-"""Seed 003's arithmetic grammar: the Lark original (for checking) and its GBNF translation (for decoding).
+"""The grammar-decoding study's arithmetic grammar: the Lark original (for checking) and its GBNF translation (for decoding).
 
-SEED003_LARK is the thesis's annex grammar, verbatim: the version that actually ran, both
+STUDY_LARK is the study's annex grammar, verbatim: the version that actually ran, both
 as vLLM's guided_grammar and as the LALR parser that scored "syntactic correctness".
 XGrammar reads GBNF, so ARITHMETIC_EBNF translates it rule by rule:
 
@@ -16,7 +16,7 @@ XGrammar reads GBNF, so ARITHMETIC_EBNF translates it rule by rule:
   XGrammar allows eos there.
 
 tests/arithmetic/test_arithmetic_grammar.py checks the translation against Lark on
-thousands of strings. `parses(text)` is the thesis's syntactic measure: Lark's LALR parser
+thousands of strings. `parses(text)` is the study's syntactic measure: Lark's LALR parser
 on the raw text (Lark is an optional dependency, `pip install 'tinylm[grammar]'`).
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 
 from tinylm.errors import TinyLMError
 
-# Verbatim from the thesis's annex (../shared/reference/seed-003-grammar-decoding.md, section 2).
-SEED003_LARK = r"""
+# Verbatim from the study's annex (its reference notes in shared/reference/, section 2).
+STUDY_LARK = r"""
 ?start: comparison
 
 ?comparison: expression ("==" expression)* "<|eot_id|>"?
@@ -48,7 +48,7 @@ SEED003_LARK = r"""
 EOT_ID: "<|eot_id|>"
 """
 
-ARITHMETIC_EBNF = r"""# Seed 003's arithmetic grammar (annex Lark version), translated to GBNF by tinylm.
+ARITHMETIC_EBNF = r"""# The grammar-decoding study's arithmetic grammar (annex Lark version), translated to GBNF by tinylm.
 root ::= ws comparison
 comparison ::= expression ("==" ws expression)*
 expression ::= term ([-+] ws term)*
@@ -68,11 +68,11 @@ def lark_parser() -> Any:
         from lark import Lark
     except ImportError:
         raise TinyLMError("the arithmetic checker needs lark: pip install 'tinylm[grammar]'") from None
-    return Lark(SEED003_LARK, parser="lalr")
+    return Lark(STUDY_LARK, parser="lalr")
 
 
 def parses(text: str) -> bool:
-    """The thesis's syntactic correctness: Lark's LALR parser accepts the text."""
+    """The study's syntactic correctness: Lark's LALR parser accepts the text."""
     from lark.exceptions import LarkError
 
     try:

@@ -1,16 +1,16 @@
-"""Seed 003's experiment, run the thesis's way and scored honestly.
+"""The grammar-decoding study's experiment, run its way and scored honestly.
 
-The thesis's protocol (reference note, section 1.4): one prompt ("Rewrite 9 * 15 as ..."),
+The study's protocol (its reference notes, section 1.4): one prompt ("Rewrite 9 * 15 as ..."),
 100 fixed seeds, temperature 1, top-p 0.95, max_tokens 50 / 100 / 200, each generation a
 separate sequential request, without the grammar ("NoGBD") and with it ("GBD"). We keep
-all of that and change two things, both in the thesis's disfavour as a baseline:
-- the same prompt in both modes (the thesis changed prompts between modes, mixing the
+all of that and change two things, both in the study's disfavour as a baseline:
+- the same prompt in both modes (the study changed prompts between modes, mixing the
   prompt's effect with the grammar's);
 - a third measure beside its two: true correctness (checks.py).
-Time per request is the wall time of one `Engine.generate` call, batch 1, as the thesis
+Time per request is the wall time of one `Engine.generate` call, batch 1, as the study
 measured vLLM's finished_time - arrival_time; the grammar is compiled once, before.
 
-Beyond the thesis, `heldout` runs both modes once on each of up to 100 test problems the
+Beyond the study, `heldout` runs both modes once on each of up to 100 test problems the
 model never saw in training (one seed each, max_tokens 100): one problem says little.
 """
 
@@ -25,14 +25,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tinylm.tasks.arithmetic.checks import score
-from tinylm.tasks.arithmetic.data import SEED003_PROBLEM, Problem
+from tinylm.tasks.arithmetic.data import STUDY_PROBLEM, Problem
 
 MAX_TOKENS = (50, 100, 200)
 MODES = ("free", "grammar")
 TEMPERATURE, TOP_P = 1.0, 0.95
 
-# Seed 003's tables 4.2-4.13 (Llama 3 on vLLM 0.5.5 + Outlines): (syntactic %, "semantic" %, mean s/request).
-THESIS = {
+# The grammar-decoding study's tables 4.2-4.13 (Llama 3 on vLLM 0.5.5 + Outlines): (syntactic %, "semantic" %, mean s/request).
+STUDY_TABLES = {
     "Llama 3 8B": {
         ("free", 50): (4, 48, 0.095), ("free", 100): (4, 48, 0.094), ("free", 200): (4, 48, 0.091),
         ("grammar", 50): (86, 86, 7.50), ("grammar", 100): (96, 96, 8.72), ("grammar", 200): (98, 98, 10.42),
@@ -45,7 +45,7 @@ THESIS = {
 
 
 def fixed_seeds(n: int = 100) -> list[int]:
-    """n fixed seeds, drawn once the way the thesis drew its own (randint(1, SAMPLES * 10e9));
+    """n fixed seeds, drawn once the way the study drew its own (randint(1, SAMPLES * 10e9));
     its list is not published, so ours is this deterministic one."""
     rng = random.Random(3)
     return [rng.randint(1, int(n * 10e9)) for _ in range(n)]
@@ -99,11 +99,10 @@ class _Runner:
         self.processor = GrammarProcessor(compiled)
 
     def one(self, problem: Problem, mode: str, max_tokens: int, seed: int) -> tuple[str, str, int, float]:
-        from tinylm.data import encode_prompt
         from tinylm.generation import GenerationConfig
 
         config = GenerationConfig(max_new_tokens=max_tokens, temperature=TEMPERATURE, top_p=TOP_P, seed=seed)
-        prompt = encode_prompt(self.lm.tokenizer, problem.prompt)
+        [prompt] = self.lm.encode_prompts([problem.prompt])  # [bos] prompt [sep]: the model's prompt format
         processor = self.processor if mode == "grammar" else None
         started = time.perf_counter()
         [result] = self.lm.engine.generate([prompt], config, processor)
@@ -117,10 +116,10 @@ def run_protocol(
     seeds: Sequence[int] | None = None,
     max_tokens: Sequence[int] = MAX_TOKENS,
     modes: Sequence[str] = MODES,
-    problem: Problem = Problem(*SEED003_PROBLEM),
+    problem: Problem = Problem(*STUDY_PROBLEM),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Seed 003's grid for one problem; returns cells (summaries) and every sample."""
+    """The study's grid for one problem; returns cells (summaries) and every sample."""
     import torch
 
     seeds = list(fixed_seeds() if seeds is None else seeds)
@@ -172,7 +171,7 @@ def _line(c: dict[str, Any]) -> str:
 
 
 def markdown(protocol: dict[str, Any], heldout: dict[str, Any] | None = None) -> str:
-    """The seed 003 table with ours beside the thesis's (8B and 70B), then the held-out table."""
+    """The grammar-decoding study's table with ours beside its figures (8B and 70B), then the held-out table."""
     mode_name = {"free": "NoGBD (free)", "grammar": "GBD (grammar)"}
     lines = [
         f"Problem `{protocol['problem']}` (target {protocol['target']}), {protocol['seeds']} seeds, "
@@ -180,18 +179,18 @@ def markdown(protocol: dict[str, Any], heldout: dict[str, Any] | None = None) ->
         f"{protocol['compile_ms']} ms.",
         "",
         "| max tokens | mode | syntactic (Lark) | \"semantic\" (SymPy parses) | **true correct** | mean time / request "
-        "| tokens / request | finish (stop / length) | thesis 8B: syn / sem / time | thesis 70B: syn / sem / time |",
+        "| tokens / request | finish (stop / length) | study 8B: syn / sem / time | study 70B: syn / sem / time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in protocol["cells"]:
         key = (c["mode"], c["max_tokens"])
-        thesis = [THESIS[m].get(key) for m in THESIS]
+        study = [STUDY_TABLES[m].get(key) for m in STUDY_TABLES]
         finish = c["finish_reasons"]
         lines.append(
             f"| {c['max_tokens']} | {mode_name[c['mode']]} | {c['syntactic_pct']:.0f} % | {c['sympy_pct']:.0f} % "
             f"| **{c['correct_pct']:.0f} %** | {1000 * c['mean_s']:.1f} ms | {c['mean_tokens']:.1f} "
             f"| {finish.get('stop', 0)} / {finish.get('length', 0)} | "
-            + " | ".join(f"{t[0]} % / {t[1]} % / {t[2]:.2f} s" if t else "" for t in thesis) + " |"
+            + " | ".join(f"{t[0]} % / {t[1]} % / {t[2]:.2f} s" if t else "" for t in study) + " |"
         )
     ratios = []
     by_key = {(c["mode"], c["max_tokens"]): c for c in protocol["cells"]}
@@ -201,7 +200,7 @@ def markdown(protocol: dict[str, Any], heldout: dict[str, Any] | None = None) ->
             ratios.append(f"{limit} tokens: {gram['mean_s'] / free['mean_s']:.2f}x per request, "
                           f"{gram['ms_per_token'] / free['ms_per_token']:.2f}x per token")
     if ratios:
-        lines += ["", "Grammar vs free, time: " + "; ".join(ratios) + " (thesis, 8B: 79x at 50 tokens, 115x at 200)."]
+        lines += ["", "Grammar vs free, time: " + "; ".join(ratios) + " (the study, 8B: 79x at 50 tokens, 115x at 200)."]
     if heldout:
         lines += [
             "",

@@ -1,4 +1,4 @@
-"""CODE-2: the machine, its assembly language and the Spanish -> assembly task (seed 000).
+"""CODE-2: the machine, its assembly language and the Spanish -> assembly task (the UGR thesis).
 
 `isa` is the single source of truth for the instruction set; the assembler, disassembler,
 emulator, grammar and data generator are derived from it. Public API:

@@ -7,7 +7,7 @@
     tinylm code2 grammar [--variant V] [--lark] [-o OUT] the output grammar (GBNF for XGrammar)
     tinylm code2 gen-data --preset thesis|full --out DIR [--n N] [--seed S]
     tinylm code2 train --preset thesis|full [--out DIR] [--budget-minutes M]   (train_cli.py)
-    tinylm code2 translate "Suma r1 y r2 y guarda el resultado en r3" [--model DIR] (train_cli.py)
+    tinylm code2 translate MODEL "Suma r1 y r2 y guarda el resultado en r3" [--run]   (train_cli.py)
 
 The hex format is described in hexfile.py (one 4-digit word per line, `@AAAA` for
 addresses, `//` comments). Every mistake in the user's files ends as a TinyLMError: one

@@ -1,41 +1,39 @@
-"""Code2Recipe: a named recipe of the config hub (tinylm.presets.RECIPES), read for CODE-2.
+"""The CODE-2 recipes and the CODE-2 part of a recipe (Code2Settings).
 
-A recipe entry is a plain dict, like every recipe of the hub:
+Both recipes: `llama-style-nano` with full multi-head attention (869 504 parameters), a
+byte-level BPE of 512 tokens (chosen over characters by measurement), batch 64 lines,
+AdamW, lr 3e-3 -> 3e-4 (cosine, 100 warm-up steps), no weight decay, 8 000 steps, and a
+900 s budget the schedule is fitted to: 8 000 steps of 64 lines are about 16M tokens,
+14 min on 2 idle Xeon cores (19k tokens/s); on 2 AMD EPYC cores (16k tokens/s) the budget
+shortens the schedule to about 5 700 (thesis) and 6 900 (full, shorter lines) steps.
+Figures: docs/code2.md. `tinylm code2 train --preset thesis|full` and
+`tinylm train --recipe code2-thesis|code2-full` run them (tasks/code2/train.py).
 
-    dict(preset="llama-style-nano", model={...overrides}, tokenizer="char", train={...TrainConfig},
-         task=dict(name="code2", data_preset="thesis", unit="line", time_budget_s=600, ...))
-
-`task` holds what only CODE-2 training needs: which dataset (preset, size, seed), the
-unit the model translates (a line or a whole block), the wall-time budget the schedule is
-fitted to, and how the best checkpoint is chosen (exact match on validation blocks).
+The `task` table of a recipe holds what only CODE-2 training needs: which dataset
+(preset, size, seed), the unit the model translates (a line or a whole block), how the
+best checkpoint is chosen (exact match on validation blocks), and how batches are drawn.
+This module is read by `tinylm --help` (through the plug-in): it imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tinylm.errors import TinyLMError
-from tinylm.tasks.code2.generator import DEFAULT_N, DEFAULT_SEED, PRESETS
-from tinylm.tasks.code2.task import UNITS
 
-TOKENIZERS = ("char", "bpe")
+# The dataset: the generator's presets and the UGR thesis's size and seed
+# (generator.PRESETS, DEFAULT_N, DEFAULT_SEED; tests/code2_e2e check they agree).
+DATA_PRESETS = ("thesis", "full")
+UNITS = ("line", "block")
 
 
 @dataclass
-class Code2Recipe:
-    name: str
-    preset: str  # model preset (tinylm.presets)
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
-    tokenizer: str = "char"
-    vocab_size: int | None = None  # bpe only
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+class Code2Settings:
     data_preset: str = "thesis"
-    n: int = DEFAULT_N
-    seed: int = DEFAULT_SEED
-    unit: str = "line"
-    time_budget_s: float = 0.0  # 0 = run train["max_steps"]; else fit the schedule to this wall time
+    n: int = 36_000  # examples generated (split 70/20/10)
+    seed: int = 42
+    unit: str = "line"  # what one prompt is: a line of the description, or the whole block
     em_every: int = 0  # steps between validation exact-match checks; 0 = at the end only
     em_blocks: int = 100  # validation blocks decoded at each check
     final_blocks: int = 500  # blocks for the final choice: chosen checkpoint vs final weights
@@ -46,45 +44,29 @@ class Code2Recipe:
     hex_hints: bool = False  # show every decimal numeral's hex value beside it (numerals.py)
 
     def __post_init__(self) -> None:
-        if self.tokenizer not in TOKENIZERS:
-            raise TinyLMError(f"recipe {self.name}: tokenizer {self.tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
-        if self.data_preset not in PRESETS:
-            raise TinyLMError(f"recipe {self.name}: data preset {self.data_preset!r} is not one of {', '.join(PRESETS)}")
+        if self.data_preset not in DATA_PRESETS:
+            raise TinyLMError(f"data_preset {self.data_preset!r} is not one of {', '.join(DATA_PRESETS)}")
         if self.unit not in UNITS:
-            raise TinyLMError(f"recipe {self.name}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
-        if (self.time_budget_s < 0 or self.em_every < 0 or min(self.em_blocks, self.final_blocks) < 1
+            raise TinyLMError(f"unit {self.unit!r} is not one of {', '.join(UNITS)}")
+        if (self.em_every < 0 or min(self.em_blocks, self.final_blocks, self.bucket_batches) < 1
                 or self.n < 10 or self.error_weight < 1):
-            raise TinyLMError(f"recipe {self.name}: time_budget_s and em_every must be >= 0, em_blocks >= 1, n >= 10, "
-                              "final_blocks >= 1, error_weight >= 1")
-
-    @classmethod
-    def from_hub(cls, name: str, entry: dict[str, Any]) -> "Code2Recipe":
-        task = dict(entry.get("task") or {})
-        if task.pop("name", "code2") != "code2":
-            raise TinyLMError(f"recipe {name} is not a code2 recipe")
-        known = {f.name for f in dataclasses.fields(cls)}
-        fields = {k: v for k, v in entry.items() if k != "task"} | task
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise TinyLMError(f"recipe {name}: unknown field(s) {', '.join(unknown)}")
-        return cls(name=name, **{k: v for k, v in fields.items() if k != "name"})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes: Any) -> "Code2Recipe":
-        return dataclasses.replace(self, **changes)
+            raise TinyLMError("em_every must be >= 0, em_blocks, final_blocks and bucket_batches >= 1, n >= 10, "
+                              "error_weight >= 1")
 
 
-def recipe_for(preset: str) -> Code2Recipe:
-    """The hub's recipe for a data preset: "thesis" -> code2-thesis, "full" -> code2-full."""
-    return get_recipe(f"code2-{preset}")
+_MODEL = {"n_kv_head": None, "block_size": 256}
+_TRAIN = dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0, grad_clip=1.0,
+              eval_every=1000, eval_batches=10, log_every=100, time_budget_s=900.0)
 
-
-def get_recipe(name: str) -> Code2Recipe:
-    from tinylm.presets import RECIPES
-
-    if name not in RECIPES:
-        code2 = [k for k, v in RECIPES.items() if (v.get("task") or {}).get("name") == "code2"]
-        raise TinyLMError(f"unknown recipe {name!r}; code2 recipes: {', '.join(code2) or '(none)'}")
-    return Code2Recipe.from_hub(name, RECIPES[name])
+RECIPES: dict[str, dict[str, Any]] = {
+    "code2-thesis": dict(
+        description="Spanish -> CODE-2 lines, the UGR thesis's dataset; hard error lines drawn more often",
+        preset="llama-style-nano", model=_MODEL, tokenizer="bpe", vocab_size=512, train=_TRAIN,
+        task=dict(data_preset="thesis", unit="line", em_every=1000, em_blocks=100, error_weight=2.0),
+    ),
+    "code2-full": dict(
+        description="Spanish -> CODE-2 lines, every instruction; decimal numerals shown with their hex value",
+        preset="llama-style-nano", model=_MODEL, tokenizer="bpe", vocab_size=512, train=_TRAIN,
+        task=dict(data_preset="full", unit="line", em_every=1000, em_blocks=100, hex_hints=True),
+    ),
+}

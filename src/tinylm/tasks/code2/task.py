@@ -8,7 +8,7 @@ Besides the shared text metrics, every prediction gets three checks:
     and output ports from 3 random initial states (Error lines compared by position);
   * line_accuracy: the fraction of reference lines reproduced exactly at their position.
 
-Error taxonomy. The thesis (seed 000, §4.4) sorted its failing examples into five
+Error taxonomy. The UGR thesis (§4.4) sorted its failing examples into five
 overlapping categories without giving rules; ours, for every prediction that is not a
 strict exact match, are:
   * syntactic: some line is not valid output (syntax_valid false): typos, accents,
@@ -47,9 +47,9 @@ from tinylm.tasks.code2.equivalence import equivalent
 from tinylm.tasks.code2.errors_catalogue import is_error_line
 from tinylm.tasks.code2.generator import DEFAULT_N, DEFAULT_SEED, PRESETS, generate_examples, split_examples
 from tinylm.tasks.code2.numerals import add_hex_hints
+from tinylm.tasks.code2.recipes import UNITS
 from tinylm.tasks.code2.validate import syntax_check
 
-UNITS = ("line", "block")
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
 LONG_BLOCK = 9  # lines; the thesis's "critical length"
@@ -59,7 +59,7 @@ MAX_ANSWER_BYTES = {"line": 192, "block": 1024}
 _REGISTER = re.compile(r"\br[0-9A-F]\b")
 
 THESIS_ANCHOR = Anchor(
-    source="seed 000: T5-Small (60M) fully fine-tuned on 36k examples, 25 min on an RTX 2060",
+    source="the UGR thesis: T5-Small (60M) fully fine-tuned on 36k examples, 25 min on an RTX 2060",
     metrics={"exact_match_normalized": 0.83, "bleu": 0.97, "rouge_l": 0.9922, "success_rate": 0.8333},
     errors={"syntactic": 559, "semantic": 34, "long_sequence": 176, "omitted_instruction": 2, "wrong_register": 7},
     examples=3600,

@@ -1,22 +1,21 @@
 """Train a CODE-2 translator from scratch: `tinylm code2 train --preset thesis|full`.
 
-    summary = train(recipe_for("thesis"), "runs/code2-thesis")
+    summary = train(load_recipe("code2-thesis"), "runs/code2-thesis")
     lm = tinylm.load(summary.model_dir)
 
-What a run does, in order:
-1. the dataset: generated in memory from the recipe's preset, size and seed (the thesis's
-   36 000 examples split 70/20/10), or read from `data/{train,valid}.jsonl`;
+The run set-up is the shared one (tinylm.training.run); what CODE-2 adds, in order:
+1. the dataset: generated in memory from the recipe's preset, size and seed (the UGR
+   thesis's 36 000 examples split 70/20/10), or read from `data/{train,valid}.jsonl`;
 2. the pairs: with unit "line", every block is cut into its lines (input line i -> output
    line(s) i, see task.line_pairs), each a `[bos] line [sep] output [eos]` sequence with the
-   loss on the output only (PairedDataset); with unit "block", whole blocks;
-3. the tokenizer (char or byte-level BPE, trained on the training pairs) and the model
-   (the recipe's preset; config.extra["code2"] records the data preset and unit, so the
-   evaluator and `translate` know how to prompt it);
-4. the Trainer, with length-bucketed batches (bucketing.py) and two callbacks: one
-   shortens the lr schedule if the steps would not fit in the time budget, one decodes
-   validation blocks every `em_every` steps and keeps the checkpoint with the best line
-   exact match in `model/` (ties go to the later step, which has seen more data);
-5. a final choice between that checkpoint and the final weights on `final_blocks`
+   loss on the output only; with unit "block", whole blocks. config.extra["code2"] records
+   the data preset and unit, so the evaluator and `translate` know how to prompt the model;
+3. length-bucketed batches (bucketing.py), hard lines drawn more often (error_weight), and
+   two callbacks: one shortens the lr schedule if the steps would not fit in the time
+   budget (train.time_budget_s), one decodes validation blocks every `em_every` steps and
+   keeps the checkpoint with the best line exact match in `model/` (ties go to the later
+   step, which has seen more data);
+4. a final choice between that checkpoint and the final weights on `final_blocks`
    validation blocks (more than a mid-run check can afford), then summary.json.
 
 The run folder: model/ (the chosen checkpoint), last/ and best/ (the Trainer's: latest,
@@ -29,42 +28,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tinylm.errors import TinyLMError
 from tinylm.io import write_json
-from tinylm.tasks.code2.recipes import Code2Recipe
 from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
+from tinylm.training.recipe import Recipe
+from tinylm.training.run import Pairs, RunSummary, ensure_new_run, prepare_run, train_config
 from tinylm.training.schedule import FitScheduleToBudget
 
 MODEL_DIR = "model"
-SUMMARY_FILE = "summary.json"
-RECIPE_FILE = "recipe.json"
 EM_LOG = "exact_match.jsonl"
-
-
-@dataclass
-class TrainSummary:
-    recipe: str
-    out_dir: str
-    model_dir: str
-    stop_reason: str
-    steps: int
-    tokens: int
-    train_s: float  # the Trainer's wall time (steps, validation, checkpoints)
-    total_s: float  # everything: data, tokenizer, training, the final check
-    parameters: int
-    tokenizer: str
-    vocab_size: int
-    best_step: int
-    val_line_exact_match: float  # of the chosen checkpoint, on the blocks of its last measurement
-    val_block_exact_match: float
-    best_val_loss: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# What a CODE-2 run does unless its recipe says otherwise: no mid-run checkpoints of the
+# Trainer's own (the exact-match checks keep model/), no TensorBoard events.
+TRAIN_DEFAULTS = {"eval_every": 0, "save_every": 0, "tensorboard": False}
 
 
 class BestByExactMatch:
@@ -162,86 +140,63 @@ def _pairs(blocks: list[dict[str, Any]], task: Code2Task) -> list[dict[str, str]
 
 
 def train(
-    recipe: Code2Recipe,
+    recipe: Recipe,
     out_dir: str | Path,
     *,
     data: str | None = None,
     threads: int = 0,
     quiet: bool = False,
     say: Callable[[str], None] = print,
-) -> TrainSummary:
+) -> RunSummary:
     """Train `recipe` into out_dir (which must not hold a run yet); see the module docstring."""
     import torch
 
-    from tinylm.data import PairedDataset
-    from tinylm.model import GPT
-    from tinylm.presets import model_config
     from tinylm.tasks.code2.bucketing import LengthBucketed
-    from tinylm.tokenizers import train_tokenizer
-    from tinylm.training import TrainConfig, Trainer
 
+    if recipe.task != "code2":
+        raise TinyLMError(f"recipe {recipe.name} is not a code2 recipe")
     start = time.perf_counter()
+    s = recipe.settings
     out = Path(out_dir)
-    if (out / "last").exists() or (out / MODEL_DIR).exists():
-        raise TinyLMError(f"{out} already holds a run; choose another --out")
-    train_cfg = {"eval_every": 0, "save_every": 0, "tensorboard": False, **recipe.train}
-    if threads:
-        train_cfg["num_threads"] = threads
-    if recipe.time_budget_s:
-        train_cfg["time_budget_s"] = recipe.time_budget_s
-    cfg = TrainConfig(out_dir=str(out), **train_cfg)  # validates before the slow steps
+    ensure_new_run(out, "choose another --out", MODEL_DIR)
+    cfg = train_config(recipe, out, defaults=TRAIN_DEFAULTS, **({"num_threads": threads} if threads else {}))
     out.mkdir(parents=True, exist_ok=True)
     (out / EM_LOG).unlink(missing_ok=True)
-    write_json(out / RECIPE_FILE, recipe.to_dict())
 
-    train_blocks = load_examples("train", recipe.data_preset, data, recipe.n, recipe.seed)
-    val_blocks = load_examples("valid", recipe.data_preset, data, recipe.n, recipe.seed)
-    task = Code2Task(recipe.data_preset, recipe.unit, data, recipe.n, recipe.seed, recipe.hex_hints)
+    train_blocks = load_examples("train", s.data_preset, data, s.n, s.seed)
+    val_blocks = load_examples("valid", s.data_preset, data, s.n, s.seed)
+    task = Code2Task(s.data_preset, s.unit, data, s.n, s.seed, s.hex_hints)
     train_pairs, val_pairs = _pairs(train_blocks, task), _pairs(val_blocks, task)
-    tokenizer = train_tokenizer(recipe.tokenizer, [f"{p['input']}\n{p['output']}" for p in train_pairs], recipe.vocab_size)
-    extra = {"preset": recipe.preset, "task": "code2",
-             "code2": {"data_preset": recipe.data_preset, "unit": recipe.unit, "n": recipe.n, "seed": recipe.seed,
-                       "hex_hints": recipe.hex_hints, "recipe": recipe.name}}
-    model_cfg = model_config(recipe.preset, **{**recipe.model, "vocab_size": tokenizer.vocab_size, "extra": extra})
-    train_data = PairedDataset(train_pairs, tokenizer, model_cfg.block_size)
     n_val = cfg.eval_batches * cfg.batch_size  # the Trainer's val loss reads only these
-    val_data = PairedDataset(val_pairs[:n_val], tokenizer, model_cfg.block_size)
-    torch.manual_seed(cfg.seed)
-    model = GPT(model_cfg)
+    extra = {"task": "code2", "code2": {"data_preset": s.data_preset, "unit": s.unit, "n": s.n, "seed": s.seed,
+                                        "hex_hints": s.hex_hints, "recipe": recipe.name}}
+    run = prepare_run(recipe, cfg, Pairs(train_pairs, val_pairs[:n_val]), task_extra=extra, started=start)
+    budget = cfg.time_budget_s
     if not quiet:
-        say(f"code2 {recipe.data_preset}: {len(train_blocks)} training blocks -> {len(train_data)} {recipe.unit} pairs; "
-            f"{recipe.tokenizer} tokenizer ({tokenizer.vocab_size} tokens); model {recipe.preset}, "
-            f"{model.num_params():,} parameters; "
-            + (f"budget {recipe.time_budget_s:.0f}s" if recipe.time_budget_s else f"{cfg.max_steps} steps"))
+        say(f"code2 {s.data_preset}: {len(train_blocks)} training blocks -> {len(run.train_data)} {s.unit} pairs; "
+            f"{recipe.tokenizer} tokenizer ({run.tokenizer.vocab_size} tokens); model {recipe.preset}, "
+            f"{run.model.num_params():,} parameters; " + (f"budget {budget:.0f}s" if budget else f"{cfg.max_steps} steps"))
 
-    best = BestByExactMatch(task, val_blocks[: recipe.em_blocks], tokenizer, recipe.em_every, out,
-                            say=None if quiet else say)
+    best = BestByExactMatch(task, val_blocks[: s.em_blocks], run.tokenizer, s.em_every, out, say=None if quiet else say)
     callbacks: list = [best]
-    if recipe.time_budget_s:
+    if budget:
         # Keep back what the final check, evaluation and save take (a few percent of the budget).
-        callbacks.insert(0, FitScheduleToBudget(recipe.time_budget_s, 0.03 * recipe.time_budget_s, cfg.max_steps))
-    dropped = set(train_data.dropped)  # too long for the context: not in train_data
-    weights = [recipe.error_weight ** problems_reported(p["output"]) for i, p in enumerate(train_pairs) if i not in dropped]
-    batches = LengthBucketed(train_data, cfg.batch_size, recipe.bucket_batches, weights)
-    trainer = Trainer(model, batches, val_data, cfg,
-                      tokenizer, callbacks=callbacks, quiet=quiet)
-    result = trainer.fit()
+        callbacks.insert(0, FitScheduleToBudget(budget, 0.03 * budget, cfg.max_steps))
+    dropped = set(run.train_data.dropped)  # too long for the context: not in train_data
+    weights = [s.error_weight ** problems_reported(p["output"]) for i, p in enumerate(train_pairs) if i not in dropped]
+    batches = LengthBucketed(run.train_data, cfg.batch_size, s.bucket_batches, weights)
+    result = run.trainer(batches=batches, callbacks=callbacks, quiet=quiet).fit()
     threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        best.final(model, result.steps, val_blocks[: max(recipe.final_blocks, recipe.em_blocks)])
+        best.final(run.model, result.steps, val_blocks[: max(s.final_blocks, s.em_blocks)])
     finally:
         torch.set_num_threads(threads_before)
     chosen = best.best
-    summary = TrainSummary(
-        recipe=recipe.name, out_dir=str(out), model_dir=str(out / MODEL_DIR), stop_reason=result.stop_reason,
-        steps=result.steps, tokens=result.tokens, train_s=result.elapsed_s, total_s=time.perf_counter() - start,
-        parameters=model.num_params(), tokenizer=recipe.tokenizer, vocab_size=tokenizer.vocab_size,
-        best_step=chosen["step"], val_line_exact_match=chosen["line_exact_match"],
-        val_block_exact_match=chosen["block_exact_match"], best_val_loss=result.best_val_loss,
-    )
-    write_json(out / SUMMARY_FILE, summary.to_dict())
+    summary = run.summary(result, out / MODEL_DIR, best_step=chosen["step"],
+                          val_line_exact_match=chosen["line_exact_match"],
+                          val_block_exact_match=chosen["block_exact_match"])
     if not quiet:
         say(f"stopped ({result.stop_reason}) at step {result.steps} after {result.elapsed_s:.0f}s of training; "
             f"model {out / MODEL_DIR} (step {chosen['step']}, validation line exact match "

@@ -11,7 +11,8 @@ whole text. Decoding is greedy unless a GenerationConfig says otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from tinylm.api import LanguageModel
 from tinylm.errors import TinyLMError
@@ -48,28 +49,59 @@ DEMO_REGISTERS = tuple(range(16))
 
 @dataclass
 class TranslationRun:
+    """A translation checked and run: what `translate --run`, the demo and /v1/code2/translate show."""
+
+    assembly: str
+    valid: bool  # every line is a valid canonical output line of the preset
+    problems: list[str]  # why not, one diagnostic a line
+    error_lines: list[str]  # the Error: lines of the output (answers, not code)
+    assembles: bool
     status: str  # "halted", an emulator error, or "not assembled"
     message: str
-    registers: list[int]
-    state_text: str
-    error_lines: list[str]  # the Error: lines of the output (answers, not code)
+    registers: list[int]  # r0..rF after the run (before it, when it did not assemble)
+    flags: dict[str, bool] = field(default_factory=dict)
+    memory: dict[int, int] = field(default_factory=dict)  # the words the program changed, by address
+    outputs: list[tuple[int, int]] = field(default_factory=list)  # (port, value) in order
+    state_text: str = ""  # registers, flags and outputs as `tinylm code2 run` prints them
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the HTTP API (registers by name, memory by 4-digit hex address)."""
+        from tinylm.tasks.code2.isa import register_name
+
+        return {
+            "assembly": self.assembly, "valid": self.valid, "problems": self.problems, "error_lines": self.error_lines,
+            "assembles": self.assembles, "status": self.status, "message": self.message,
+            "registers": {register_name(i): v for i, v in enumerate(self.registers)}, "flags": self.flags,
+            "memory": {f"{a:04X}": w for a, w in self.memory.items()},
+            "outputs": [{"port": p, "value": v} for p, v in self.outputs],
+        }
 
 
 def run_translation(assembly: str, preset: str = "thesis", registers: tuple[int, ...] = DEMO_REGISTERS) -> TranslationRun:
-    """Assemble the non-Error lines (thesis format: LD/ST load rD from their comment), add a
-    HALT, run them from `registers` and zeroed memory; never raises for a bad program."""
+    """Check the output's syntax, assemble its non-Error lines (thesis format: LD/ST load rD
+    from their comment), add a HALT, run them from `registers` and zeroed memory; never
+    raises for a bad program (the answer says what went wrong)."""
     from tinylm.tasks.code2.assembler import AssemblyError, assemble
     from tinylm.tasks.code2.emulator import Emulator
     from tinylm.tasks.code2.equivalence import CODE_ORIGIN
     from tinylm.tasks.code2.errors_catalogue import is_error_line
+    from tinylm.tasks.code2.validate import syntax_check
 
     lines = [ln for ln in assembly.split("\n") if ln.strip()]
     errors = [ln for ln in lines if is_error_line(ln)]
     code = [ln for ln in lines if not is_error_line(ln)] + ["HALT"]
+    problems = [str(d) for d in syntax_check(assembly, preset)]
+    checked = dict(assembly=assembly, valid=not problems, problems=problems, error_lines=errors)
     try:
         program = assemble("\n".join(code), origin=CODE_ORIGIN, thesis=preset == "thesis")
     except AssemblyError as e:
-        return TranslationRun("not assembled", str(e), list(registers), "", errors)
+        return TranslationRun(**checked, assembles=False, status="not assembled", message=str(e),
+                              registers=list(registers))
     emu = Emulator(program, registers=registers)
+    before = emu.memory.tolist()
     result = emu.run()
-    return TranslationRun(result.status, result.message, list(emu.regs), emu.state_text(), errors)
+    return TranslationRun(
+        **checked, assembles=True, status=result.status, message=result.message, registers=list(emu.regs),
+        flags=dict(emu.flags), memory={a: w for a, (w, old) in enumerate(zip(emu.memory.tolist(), before)) if w != old},
+        outputs=list(emu.outputs), state_text=emu.state_text(),
+    )
