@@ -16,6 +16,17 @@ Two files beside this module, one JSON object a line, `{"input", "output", "meta
 input line, written by hand apart from the output text, from which the tests derive the output
 a second time) and, where a convention decides a reading, `note`.
 
+The references follow the generator's conventions wherever they decide a reading:
+  * an address is hexadecimal however it is written ("la celda 100" is H'0100'; H'..', 0x.. and a
+    trailing h only mark it); in the full format a constant, a port or an rD offset is decimal
+    unless so marked ("Mete 100 en rA" is 100, "Mete 100h en rC" is 256);
+  * "suma A y B", "A más B", "añade B a A", "acumula B en A" -> ADDS d,A,B; "A menos B",
+    "resta B a A", "quita/sustrae/descuenta B de A", "a A réstale B" -> SUBS d,A,B;
+  * a register exists when it is one hex digit (r0-rF, "registro C", "el 6" after "registro");
+    numbers 16-255 and letters G-Z are invalid registers; r10-r15 ("registro 12") are left out
+    as ambiguous (decimal 12 or an invalid name?);
+  * full format: an absolute address sets rD first (`LLI rD,H'00'`, `LHI rD,H'hi'` only when the
+    page is not 0), labels are written in lower case as the generator writes them.
 The quoted token of an `Error:` line is a verbatim span of its input line (issue 13): `rg` is
 reported as 'g' and `MEM689` as 'MEM689', where the generator upper-cases hex digits and a
 register's letter and lower-cases `mem` prefixes.
