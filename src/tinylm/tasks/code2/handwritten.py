@@ -8,8 +8,8 @@ and the errors people make (registers that do not exist, missing or malformed ad
 are for evaluation only: never train or select a model on them.
 
 Two files beside this module, one JSON object a line, `{"input", "output", "meta"}`:
-  * handwritten/thesis.jsonl: the thesis format (LD/ST with `; rD = HH00`, ADDS, SUBS, `Error:`);
-  * handwritten/full.jsonl: the full-ISA format (`--preset full`); it has no `Error:` lines, since
+  * handwritten_data/thesis.jsonl: the thesis format (LD/ST with `; rD = HH00`, ADDS, SUBS, `Error:`);
+  * handwritten_data/full.jsonl: the full-ISA format (`--preset full`); it has no `Error:` lines, since
     the full format has none.
 `meta` holds `categories` (the union of `line_categories`, one list per input line), `n_lines`,
 `spans` (full format: output lines per input line, as the generator's meta), `ops` (a tag per
@@ -95,6 +95,6 @@ def load_handwritten(preset: str) -> list[dict[str, Any]]:
     """The hand-written examples of one output format ("thesis" or "full"), in file order."""
     if preset not in PRESETS:
         raise TinyLMError(f"no hand-written CODE-2 set for preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    path = resources.files("tinylm.tasks.code2") / "handwritten" / f"{preset}.jsonl"
+    path = resources.files("tinylm.tasks.code2") / "handwritten_data" / f"{preset}.jsonl"
     text = path.read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
