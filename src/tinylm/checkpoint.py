@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_folder, read_json, recover_interrupted_swap, write_json
+from tinylm.atomic_files import atomic_folder, read_json, recover_interrupted_swap, write_json
 from tinylm.model import GPT
 
 CONFIG_FILE = "config.json"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tinylm.cli import main as cli
-from tinylm.training.logging import read_metrics
+from tinylm.training.metrics_log import read_metrics
 
 from train_toys import PATTERN
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from tinylm.checkpoint import load_model
 from tinylm.training import Trainer
-from tinylm.training.logging import ProgressBar, read_metrics
+from tinylm.training.metrics_log import ProgressBar, read_metrics
 from tinylm.training.schedule import lr_at
 from tinylm.training.trainer import accumulate_gradients
 

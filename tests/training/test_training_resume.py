@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from tinylm.checkpoint import load_model
 from tinylm.errors import TinyLMError
 from tinylm.training import Trainer
-from tinylm.training.logging import read_metrics
+from tinylm.training.metrics_log import read_metrics
 from tinylm.training.state import Progress, read_train_state, restore_train_state, write_train_state
 
 from train_toys import pattern_data, random_data, tiny_model, tiny_train_config

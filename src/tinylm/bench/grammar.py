@@ -8,7 +8,7 @@ for a model this small). Sampling at temperature 1: a random model wanders throu
 corner of a grammar, long comments and strings included.
 
 Workloads: the CODE-2 full grammar, a JSON schema (nested object, enum, bounded strings
-and integers, an array) and seed 003's arithmetic grammar; batch 1 and batch 8.
+and integers, an array) and the grammar-decoding study's arithmetic grammar; batch 1 and batch 8.
 
 Overhead per token: constrained against free decoding of exactly the same number of tokens
 per row (new_tokens; the free run ignores eos, the constrained run may not stop early:
@@ -26,7 +26,7 @@ row cut by max_new_tokens a prefix of one; grammatical_pct is over finished rows
 Compile time: each built-in grammar and the schema compiled cold (caches cleared; best of
 3) for the character vocabulary and for a 1024-token byte-level BPE. Goal: <= 50 ms.
 
-Anchor: seed 003 measured grammar-constrained requests 79x (50 tokens) to 115x (200
+Anchor: the grammar-decoding study measured grammar-constrained requests 79x (50 tokens) to 115x (200
 tokens) slower than free ones (Llama 3 8B on vLLM 0.5.5 with Outlines): an overhead of
 7 800 % to 11 400 %.
 """
@@ -60,7 +60,7 @@ SCHEMA = {
     "required": ["name", "age", "role", "address"],
 }
 GOALS = {"overhead_pct": 10.0, "compile_ms": 50.0}
-ANCHOR = {"slowdown_x": [79, 115], "source": "seed 003: Llama 3 8B on vLLM 0.5.5 + Outlines, GBD vs NoGBD mean time "
+ANCHOR = {"slowdown_x": [79, 115], "source": "the grammar-decoding study: Llama 3 8B on vLLM 0.5.5 + Outlines, GBD vs NoGBD mean time "
           "per request at max_tokens 50 and 200"}
 
 

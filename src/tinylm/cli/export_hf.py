@@ -44,7 +44,7 @@ def _quiet_transformers() -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from tinylm.interop.hf import export_hf, require_transformers
-    from tinylm.io import read_json
+    from tinylm.atomic_files import read_json
 
     require_transformers()  # a clear error when transformers is missing, before anything else
     _quiet_transformers()

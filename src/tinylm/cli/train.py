@@ -143,7 +143,7 @@ def _data_flags(args: argparse.Namespace) -> list[str]:
 def _fresh_run(args: argparse.Namespace, recipe):
     """The run set-up for a new run of a text or pairs recipe."""
     from tinylm.data import read_pairs, tinyshakespeare_path
-    from tinylm.io import atomic_write
+    from tinylm.atomic_files import atomic_write
     from tinylm.tokenizers import read_text
     from tinylm.training.run import DATA_FOLDER, Pairs, TextFiles, prepare_run, train_config
 

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_write
+from tinylm.atomic_files import atomic_write
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"

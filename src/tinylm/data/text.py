@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_write, read_json, write_json
+from tinylm.atomic_files import atomic_write, read_json, write_json
 from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, read_text
 
 SPLITS = ("train", "val", "test")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.evaluation.harness import EvalResult
-from tinylm.io import atomic_write, write_json
+from tinylm.atomic_files import atomic_write, write_json
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

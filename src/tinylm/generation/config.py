@@ -1,7 +1,7 @@
 """GenerationConfig: every knob of one generation call, validated before any work starts.
 
 Defaults are plain sampling at temperature 1 (what the model learned). Greedy decoding is
-temperature=0, as in seed 001; beam search is num_beams > 1 and is always deterministic
+temperature=0, as in the educational-GPT study; beam search is num_beams > 1 and is always deterministic
 (temperature, top-k, top-p, min-p and seed are then unused, as in Hugging Face without
 do_sample).
 """

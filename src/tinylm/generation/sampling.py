@@ -57,7 +57,7 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Nucleus filtering: keep the smallest set of most likely tokens whose mass is >= p.
 
     A token is kept when the mass of the tokens ranked above it is still below p, so the
-    token that crosses p is kept, as in standard implementations (and seed 001).
+    token that crosses p is kept, as in standard implementations (and the educational-GPT study).
     """
     if p >= 1.0:
         return logits

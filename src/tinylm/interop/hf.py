@@ -54,7 +54,7 @@ from safetensors import SafetensorError
 
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_folder, atomic_write, read_json, write_json
+from tinylm.atomic_files import atomic_folder, atomic_write, read_json, write_json
 from tinylm.model import GPT
 from tinylm.tokenizers import SPECIAL_TOKENS, BPETokenizer, CharTokenizer, Tokenizer
 

@@ -2,7 +2,7 @@
 
 relu / gelu: Linear(d, h) -> activation -> Linear(h, d), the classic two-layer MLP.
 swiglu: (silu(x W_gate) * x W_up) W_down, Llama's gated unit.
-mlp3: seed 001's three-layer GELU MLP: Linear(d, h) -> GELU -> Linear(h, h) -> GELU -> Linear(h, d).
+mlp3: the educational-GPT study's three-layer GELU MLP: Linear(d, h) -> GELU -> Linear(h, h) -> GELU -> Linear(h, d).
 The last linear of each is named `down` so initialization can scale it (see gpt.py).
 At inference each multiplies by cached (in, out) weights (see inference.py), SwiGLU's gate and
 up stacked into one matrix.

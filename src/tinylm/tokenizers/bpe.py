@@ -20,7 +20,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from tinylm.errors import TinyLMError
-from tinylm.io import write_json
+from tinylm.atomic_files import write_json
 from tinylm.tokenizers.base import SPECIAL_TOKENS, Tokenizer
 
 DEFAULT_VOCAB_SIZE = 1024

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import os
 
 from tinylm.errors import TinyLMError
-from tinylm.io import write_json
+from tinylm.atomic_files import write_json
 from tinylm.tokenizers.base import SPECIAL_TOKENS, Tokenizer
 
 _SPECIAL_ORDER = ("pad", "bos", "eos", "sep")

@@ -26,7 +26,7 @@ from pathlib import Path
 import sentencepiece
 
 from tinylm.errors import TinyLMError
-from tinylm.io import write_json
+from tinylm.atomic_files import write_json
 from tinylm.tokenizers.base import SPECIAL_TOKENS, Tokenizer
 
 _SPACE = "\u2581"  # "▁", SentencePiece's visible space

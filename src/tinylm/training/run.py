@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.errors import TinyLMError
-from tinylm.io import read_json, write_json
+from tinylm.atomic_files import read_json, write_json
 from tinylm.training.config import TrainConfig
 from tinylm.training.recipe import Recipe
 

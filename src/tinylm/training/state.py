@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tinylm.errors import TinyLMError
-from tinylm.io import read_json, write_json
+from tinylm.atomic_files import read_json, write_json
 
 STATE_DIR = "train_state"
 STATE_JSON = "state.json"

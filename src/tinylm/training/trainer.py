@@ -61,10 +61,10 @@ import torch
 
 from tinylm.checkpoint import load_model, recover_interrupted_save, save_checkpoint
 from tinylm.errors import TinyLMError
-from tinylm.io import write_json
+from tinylm.atomic_files import write_json
 from tinylm.model import GPT
 from tinylm.training.config import TrainConfig
-from tinylm.training.logging import PLOT_FILE, MetricsLogger, ProgressBar, format_row, plot_loss_curve, read_metrics
+from tinylm.training.metrics_log import PLOT_FILE, MetricsLogger, ProgressBar, format_row, plot_loss_curve, read_metrics
 from tinylm.training.optim import build_optimizer
 from tinylm.training.schedule import lr_at
 from tinylm.training.state import Progress, read_train_state, restore_train_state, write_train_state

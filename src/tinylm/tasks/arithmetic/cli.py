@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _gen_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tinylm.io import atomic_write
+    from tinylm.atomic_files import atomic_write
     from tinylm.tasks.arithmetic.data import make_pairs, split_problems
 
     splits = split_problems(args.max_operand, args.seed)
@@ -88,7 +88,7 @@ def _protocol(args: argparse.Namespace) -> int:
     import torch
 
     import tinylm
-    from tinylm.io import atomic_write, write_json
+    from tinylm.atomic_files import atomic_write, write_json
     from tinylm.tasks.arithmetic.data import split_problems
     from tinylm.tasks.arithmetic.protocol import fixed_seeds, markdown, run_heldout, run_protocol
 

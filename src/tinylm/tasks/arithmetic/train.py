@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_write
+from tinylm.atomic_files import atomic_write
 from tinylm.training.recipe import Recipe
 from tinylm.training.run import DATA_FOLDER, Pairs, RunSummary, ensure_new_run, prepare_run, train_config
 

@@ -57,7 +57,7 @@ def _write_or_print(text: str, out: str | None) -> None:
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    from tinylm.io import atomic_write
+    from tinylm.atomic_files import atomic_write
 
     with atomic_write(out) as f:
         f.write(text if text.endswith("\n") else text + "\n")

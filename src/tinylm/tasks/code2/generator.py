@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_write, write_json
+from tinylm.atomic_files import atomic_write, write_json
 from tinylm.tasks.code2 import templates as T
 from tinylm.tasks.code2.errors_catalogue import error_line
 from tinylm.tasks.code2.isa import ADDRESS_REGISTER, BY_MNEMONIC, CONDITIONS, Instruction

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_write
+from tinylm.atomic_files import atomic_write
 
 HEADER = "// CODE-2 memory image (tinylm hex): '@AAAA' sets the address, then one hex word per line"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.errors import TinyLMError
-from tinylm.io import write_json
+from tinylm.atomic_files import write_json
 from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
 from tinylm.training.recipe import Recipe
 from tinylm.training.run import Pairs, RunSummary, ensure_new_run, prepare_run, train_config

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tinylm.io import atomic_write
+from tinylm.atomic_files import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
