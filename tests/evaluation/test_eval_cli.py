@@ -58,8 +58,19 @@ def test_the_task_comes_from_the_checkpoint(tmp_path: Path, capsys: pytest.Captu
                                                                n_head=2, block_size=16)), tok)
     assert main(["eval-task", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "trained for no task; name one with --task (code2, arithmetic)" in capsys.readouterr().err
-    assert main(["eval-task", str(path), "--task", "arithmetic", "--out", str(tmp_path / "out")]) == 2
-    assert "task arithmetic has no evaluation; tasks with one: code2" in capsys.readouterr().err
+
+
+def test_a_task_without_evaluation_says_which_have_one(monkeypatch: pytest.MonkeyPatch):
+    import dataclasses
+
+    from tinylm.evaluation import get_task
+    from tinylm.errors import TinyLMError
+    from tinylm.tasks import get_plugin, registry
+
+    bare = dataclasses.replace(get_plugin("arithmetic"), evaluation=None)
+    monkeypatch.setitem(registry._loaded, "tinylm.tasks.arithmetic", bare)
+    with pytest.raises(TinyLMError, match="task arithmetic has no evaluation; tasks with one: code2$"):
+        get_task("arithmetic")
 
 
 def test_compare_grammar(tiny_code2_model: Path, capsys: pytest.CaptureFixture):

@@ -22,6 +22,12 @@ def _train(recipe: Any, out_dir: Any, *, data: str | None = None, **options: Any
     return train(recipe, out_dir, **options)
 
 
+def _evaluation(model_extra: dict[str, Any], data: str | None, preset: str | None) -> Any:
+    from tinylm.tasks.arithmetic.evaluation import create
+
+    return create(model_extra, data, preset)
+
+
 def _grammar() -> str:
     from tinylm.tasks.arithmetic.grammar import ARITHMETIC_EBNF
 
@@ -35,6 +41,7 @@ PLUGIN = TaskPlugin(
     settings=ArithmeticSettings,
     recipes=RECIPES,
     train=_train,
+    evaluation=_evaluation,
     grammars={"arithmetic": NamedGrammar("the grammar-decoding study's arithmetic expressions with chained ==",
                                          _grammar)},
     cli=register,
