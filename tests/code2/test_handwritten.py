@@ -278,19 +278,14 @@ def test_unknown_preset_is_a_clear_error():
         load_handwritten("broad")
 
 
-# --- what the current copy constraint makes of the set ---------------------------------------
+# --- the copy constraint admits every reference of the set ---------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: copy_constraint reads addresses only as bare hex words (not H'..', 0x.., ..h) and "
-    "quotes only up to a word's end (not '16' in 'r16,'); remove this mark when it admits every reference",
-)
 def test_copy_constraint_admits_every_thesis_reference():
     for ex in load_handwritten("thesis"):
         for line, (out,), op, _ in _lines(ex):
             if op[0] == "err":
                 pieces = quotable_pieces(line)
-                assert all(tok.upper() in pieces for tok in QUOTED.findall(out)), (line, out)
+                assert all(tok in pieces for tok in QUOTED.findall(out)), (line, out)
             elif op[0] in ("ld", "st"):
                 assert f"{op[2]:04X}" in input_addresses(line), (line, out)

@@ -34,15 +34,26 @@ def test_every_quoted_token_of_the_data_is_a_quotable_piece(error_pairs):
     quoted = 0
     for p in error_pairs:
         for token in re.findall(r"'([^']*)'", p["output"]):
-            assert token.upper() in quotable_pieces(p["input"]), (p["input"], token)
+            assert token in quotable_pieces(p["input"]), (p["input"], token)  # verbatim, case kept
             quoted += 1
     assert quoted > 500
 
 
 def test_pieces_start_at_words_or_after_a_register_r():
     pieces = quotable_pieces("Quita R61 al registro 181")
-    assert {"61", "R61", "181", "REGISTRO 181", "QUITA R61 AL REGISTRO 181"} <= pieces
-    assert "1" not in pieces and "18" not in pieces and "GISTRO" not in pieces
+    assert {"61", "R61", "181", "registro 181", "Quita R61 al registro 181"} <= pieces
+    assert "1" not in pieces and "18" not in pieces and "gistro" not in pieces
+    assert "REGISTRO 181" not in pieces  # verbatim: the case is the user's
+
+
+def test_pieces_stop_before_punctuation_and_skip_address_prefixes():
+    pieces = quotable_pieces("¿Carga en r16, por favor, H'1G' o 0x7Z7Z7 y 12345h?")
+    assert {"16", "r16", "r16,", "1G", "7Z7Z7", "0x7Z7Z7", "12345", "12345h"} <= pieces
+    assert not any("'" in p for p in pieces)  # no quote inside a quoted token
+
+
+def test_prefixed_addresses_are_addresses():
+    assert input_addresses("Pasa r3 a la celda H'1a' y a 0x0A00, no a 7Fh.") == {"001A", "0A00", "007F", "000A"}
 
 
 def test_every_memory_address_is_a_hex_word_of_the_input(thesis_pairs):

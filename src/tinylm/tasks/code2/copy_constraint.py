@@ -7,17 +7,20 @@ miscopies them (measured on the test split: these were most of its errors):
 
     QUITA R61 AL REGISTRO 181 Y GUARDA ...  ->  Error: registro '181' inválido y registro '61' inválido
 
-('218' for '181', '7A5R2' for '7A5R'). Every quoted token of the dataset is a piece of its
-input line, compared without case, that starts at a word (or right after the `r` of a
-register: 'N' in rN, '61' in R61) and ends at a word's end (checked on all 53 231 quoted
-tokens of the thesis data). So while the model writes inside quotes, only tokens that
-keep the quoted text a prefix of such a piece are allowed, and a closing quote only after
-a whole piece.
+('218' for '181', '7A5R2' for '7A5R'). Every quoted token is a verbatim span of its input
+line, case kept (issue 13: the output quotes only what the user wrote): a piece that starts
+at a word (after opening punctuation, after the `r` of a register: 'N' in rN, '61' in R61,
+after the 0x or H' of an address) and ends at a word's end (or before its closing
+punctuation: '16' in 'r16,'; before an address's closing ' or h). So while the model
+writes inside quotes, only tokens that keep the quoted text a prefix of such a piece are
+allowed, a closing quote only after a whole piece, and never a quote inside a token. This
+covers every error kind with a token (invalid or malformed register, non-hexadecimal or
+too long address).
 
 **The address of a memory line.** `LEE LA DIRECCIÓN 1AD0 Y GUÁRDALA EN R4` becomes
 `LD r4,[rD+H'D0'] ; rD = 1A00`: the offset is the address's low byte and the comment its
 high byte, both digits of one hexadecimal word of the input (1 to 4 digits, read as
-0-padded to 4). The model wrote `rD = 1D00` or `AD00` (the "D" of "rD" pulls): after
+0-padded to 4; bare or written 0x.., H'..', ..h). The model wrote `rD = 1D00` or `AD00` (the "D" of "rD" pulls): after
 `[rD+` only `H'lo'` of an input word may follow, and after ` ; rD =` only ` hi00` of the
 word whose low byte was written, then the end of the line.
 
@@ -41,24 +44,51 @@ from tinylm.tasks.code2.errors_catalogue import PREFIX
 QUOTE = "'"
 OFFSET_ANCHOR = "[rD+"  # then H'lo'
 HIGH_ANCHOR = " ; rD ="  # then " hi00" and the end of the line
-_HEX_WORD = re.compile(r"[0-9A-F]{1,4}")
 _OFFSET = re.compile(r"\[rD\+H'([0-9A-F]{2})'")
+# How an address word may be written: bare, 0x.., H'..' or ..h (1 to 4 hex digits).
+_ADDRESS_WORD = re.compile(r"([0-9A-F]{1,4})|0X([0-9A-F]{1,4})|H'([0-9A-F]{1,4})'|([0-9A-F]{1,4})H")
+_OPENING = "¿¡([\"«"
+_CLOSING = ".,;:!?)]\"»"
+
+
+def _word_bounds(word: str, a: int) -> tuple[set[int], set[int]]:
+    """Where a piece may start and end inside the word at offset `a`: at its edges, inside
+    its punctuation (¿r4, r16, 12345.), after a register's r and an address's 0x or H',
+    before an address's closing ' or h suffix."""
+    core_start = a + len(word) - len(word.lstrip(_OPENING))
+    core_end = a + len(word.rstrip(_CLOSING))
+    starts, ends = {a, core_start}, {a + len(word), core_end}
+    core = word[core_start - a : core_end - a]
+    if core[:1] in ("r", "R"):
+        starts.add(core_start + 1)
+    if core[:2].upper() in ("0X", "H'"):
+        starts.add(core_start + 2)
+    if core[-1:] in ("'", "h", "H") and len(core) > 1:
+        ends.add(core_end - 1)
+    return starts, ends
 
 
 def quotable_pieces(line: str) -> set[str]:
-    """Upper-cased pieces of `line` a quote may hold: from a word start (or after a word's
-    leading r/R) to a word end; inner spaces allowed ('0A G')."""
-    s = line.upper()
-    starts = [i for i in range(len(s)) if not s[i].isspace()
-              and (i == 0 or s[i - 1].isspace() or (s[i - 1] == "R" and (i == 1 or s[i - 2].isspace())))]
-    ends = [j for j in range(1, len(s) + 1) if not s[j - 1].isspace() and (j == len(s) or s[j].isspace())]
-    return {s[i:j] for i in starts for j in ends if j > i}
+    """The pieces of `line`, verbatim (case kept), that a quote may hold: from a word start
+    (see _word_bounds) to a word end, inner spaces allowed ('0A G'), never a quote inside."""
+    starts: set[int] = set()
+    ends: set[int] = set()
+    for m in re.finditer(r"\S+", line):
+        s, e = _word_bounds(m.group(), m.start())
+        starts |= s
+        ends |= e
+    return {line[i:j] for i in starts for j in ends if j > i and QUOTE not in line[i:j] and "\n" not in line[i:j]}
 
 
 def input_addresses(line: str) -> set[str]:
-    """The addresses a memory line of `line` may use: its hexadecimal words, 4 digits."""
-    words = (w.strip(".,;:!?¡¿") for w in line.upper().split())
-    return {w.zfill(4) for w in words if _HEX_WORD.fullmatch(w)}
+    """The addresses a memory line of `line` may use: its words that read as a hexadecimal
+    address (bare, 0x.., H'..', ..h; any case), as 4 upper-case digits."""
+    found = set()
+    for word in line.upper().split():
+        m = _ADDRESS_WORD.fullmatch(word.strip(_OPENING + _CLOSING))
+        if m:
+            found.add(next(g for g in m.groups() if g).zfill(4))
+    return found
 
 
 class CopiedFromInput(LogitsProcessor):
@@ -141,11 +171,11 @@ class CopiedFromInput(LogitsProcessor):
             return not in_quote  # end of sequence (or an empty special token) inside a quote: never
         for ch in text:
             if ch == QUOTE:
-                if in_quote and partial.upper() not in self.pieces[p]:
+                if in_quote and partial not in self.pieces[p]:
                     return False
                 in_quote, partial = not in_quote, ""
             elif in_quote:
                 partial += ch
-                if ch == "\n" or partial.upper() not in self.prefixes[p]:
+                if ch == "\n" or partial not in self.prefixes[p]:
                     return False
         return True

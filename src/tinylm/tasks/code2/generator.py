@@ -67,6 +67,9 @@ class _Line:
     template: int
     errors: list[str] = field(default_factory=list)  # catalogue codes
     error_kind: str | None = None  # "reg", "dir" or "both"
+    # An error line waits for the line's final casing: (code, k) pairs, k the marked span
+    # (see _mark) whose verbatim text the message quotes, or None for a message without one.
+    pending: list[tuple[str, int | None]] | None = None
 
 
 # --- shared wording helpers ----------------------------------------------------------------
@@ -128,6 +131,49 @@ _ACCENTS = str.maketrans("áéíóúüÁÉÍÓÚÜ", "aeiouuAEIOUU")
 def _strip_accents(s: str) -> str:
     # ñ stays: people typing without accents still have the key.
     return s.translate(_ACCENTS)
+
+
+# The quoted token of an Error line is the user's own text, verbatim (issue 13): the
+# offending span is marked while the sentence is built and read back once the sentence has
+# its final case. Private-use code points, which no template or token contains.
+_MARK_BASE = 0xE000
+_MARKED = re.compile("([\ue000-\ue0ff])(.*?)([\ue000-\ue0ff])")
+
+
+def _mark(k: int, tok: str) -> str:
+    """Span k around `tok` (an empty token stays unmarked: its message quotes nothing)."""
+    return f"{chr(_MARK_BASE + 2 * k)}{tok}{chr(_MARK_BASE + 2 * k + 1)}" if tok else ""
+
+
+def _unmark(text: str) -> tuple[str, dict[int, tuple[int, int]]]:
+    """The text without marks, and where each marked span k lies in it."""
+    spans: dict[int, tuple[int, int]] = {}
+    out: list[str] = []
+    pos = 0
+    for m in _MARKED.finditer(text):
+        out.append(text[pos : m.start()])
+        start = sum(map(len, out))
+        spans[(ord(m.group(1)) - _MARK_BASE) // 2] = (start, start + len(m.group(2)))
+        out.append(m.group(2))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out), spans
+
+
+def _resolve(line: _Line, recase) -> None:
+    """Give `line` its final text (`recase` applied) and, for an error line, its message,
+    quoting each marked span as it now reads in the text."""
+    clean, spans = _unmark(line.text)
+    final = recase(clean)
+    if len(final) != len(clean):  # casing that changes lengths would move the spans
+        raise AssertionError(f"casing changed the length of {clean!r}")
+    line.text = final
+    if line.pending is None:
+        return
+    problems = _dedupe([(code, "" if k is None else final[slice(*spans[k])]) for code, k in line.pending])
+    line.outputs = [error_line(problems)]
+    line.errors = [c for c, _ in problems]
+    line.pending = None
 
 
 def _register_phrase(rng: random.Random, designator: str) -> str:
@@ -197,45 +243,46 @@ def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def _thesis_memory_line(rng: random.Random, mnemonic: str) -> _Line:
     erroneous = rng.random() < ERROR_RATE
     kind = _choice(rng, ("reg", "dir", "both")) if erroneous else None
-    problems: list[tuple[str, str]] = []
+    pending: list[tuple[str, int | None]] = []
     reg = _below(rng, 16)
     designator = f"{reg:X}"
     if kind in ("reg", "both"):
-        designator, problem = _bad_register(rng)
-        problems.append(problem)
+        bad, (code, _) = _bad_register(rng)
+        designator = _mark(0, bad)
+        pending.append((code, 0 if bad else None))
     if kind in ("dir", "both"):
-        tok, addr_problems = _bad_address(rng)
-        problems += addr_problems
+        bad, addr_problems = _bad_address(rng)
+        tok = _mark(1, bad)
+        pending += [(code, 1 if bad else None) for code, _ in addr_problems]
     else:
         tok = _hex_token(rng, _between(rng, 1, 4))
     table = T.THESIS[mnemonic]
     k = _below(rng, len(table))
     addr_phrase = _choice(rng, _ADDRESS_FORMS).format(x=tok)
     text = _finish(table[k].format(reg=_register_phrase(rng, designator), addr=addr_phrase, a=tok))
-    if problems:
-        out = error_line(problems)
-    else:
-        value = int(tok, 16)
-        out = f"{_ins(mnemonic, rx=reg, v=value & 0xFF)} ; rD = {value >> 8:02X}00"
-    return _Line(text, [out], mnemonic, k, [c for c, _ in problems], kind)
+    if pending:
+        return _Line(text, [], mnemonic, k, [c for c, _ in pending], kind, pending)
+    value = int(tok, 16)
+    out = f"{_ins(mnemonic, rx=reg, v=value & 0xFF)} ; rD = {value >> 8:02X}00"
+    return _Line(text, [out], mnemonic, k)
 
 
 def _thesis_alu_line(rng: random.Random, mnemonic: str) -> _Line:
     regs = [_below(rng, 16) for _ in range(3)]  # d, s, t
     designators = [f"{r:X}" for r in regs]
-    problems: list[tuple[str, str]] = []
+    pending: list[tuple[str, int | None]] = []
     if rng.random() < ERROR_RATE:
         n_bad = rng.choices((1, 2, 3), weights=(16, 3, 1))[0]
         for pos in sorted(rng.sample(range(3), n_bad)):
-            designators[pos], problem = _bad_register(rng)
-            problems.append(problem)
+            bad, (code, _) = _bad_register(rng)
+            designators[pos] = _mark(pos, bad)
+            pending.append((code, pos if bad else None))
     table = T.THESIS[mnemonic]
     k = _below(rng, len(table))
     d, s, t = (_register_phrase(rng, x) for x in designators)
     text = _finish(table[k].format(d=d, s=s, t=t))
-    if problems:
-        problems = _dedupe(problems)
-        return _Line(text, [error_line(problems)], mnemonic, k, [c for c, _ in problems], "reg")
+    if pending:
+        return _Line(text, [], mnemonic, k, [c for c, _ in pending], "reg", pending)
     return _Line(text, [_ins(mnemonic, rx=regs[0], rs=regs[1], ra=regs[2])], mnemonic, k)
 
 
@@ -248,7 +295,8 @@ def _thesis_block(rng: random.Random) -> list[_Line]:
             line = _thesis_memory_line(rng, mnemonic)
         else:
             line = _thesis_alu_line(rng, mnemonic)
-        line.text = _case_variant(line.text, _choice(rng, CASE_VARIANTS))
+        variant = _choice(rng, CASE_VARIANTS)
+        _resolve(line, lambda text: _case_variant(text, variant))
         lines.append(line)
     return lines
 
