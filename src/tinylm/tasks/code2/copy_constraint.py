@@ -57,7 +57,8 @@ def _word_bounds(word: str, a: int) -> tuple[set[int], set[int]]:
     before an address's closing ' or h suffix."""
     core_start = a + len(word) - len(word.lstrip(_OPENING))
     core_end = a + len(word.rstrip(_CLOSING))
-    starts, ends = {a, core_start}, {a + len(word), core_end}
+    # anywhere in the punctuation runs: a malformed register may be punctuation itself ('!' in "r!?")
+    starts, ends = set(range(a, core_start + 1)), set(range(core_end, a + len(word) + 1))
     core = word[core_start - a : core_end - a]
     if core[:1] in ("r", "R"):
         starts.add(core_start + 1)

@@ -37,6 +37,9 @@ from tinylm.tasks.code2.errors_catalogue import error_line
 from tinylm.tasks.code2.isa import ADDRESS_REGISTER, BY_MNEMONIC, CONDITIONS, Instruction
 
 PRESETS = ("thesis", "full")
+# "templates": the templates alone (the thesis's own design; the thesis comparison uses it);
+# "broad": about 30 % template lines and 70 % paraphrases (broad.py, issue 13).
+STYLES = ("templates", "broad")
 DEFAULT_N = 36_000
 DEFAULT_SEED = 42
 SPLITS = (("train", 0.7), ("valid", 0.2), ("test", 0.1))
@@ -70,6 +73,7 @@ class _Line:
     # An error line waits for the line's final casing: (code, k) pairs, k the marked span
     # (see _mark) whose verbatim text the message quotes, or None for a message without one.
     pending: list[tuple[str, int | None]] | None = None
+    final: bool = False  # text already in its final form (a broad-style paraphrase: broad.py)
 
 
 # --- shared wording helpers ----------------------------------------------------------------
@@ -465,8 +469,8 @@ class _FullBuilder:
 _STRUCTURES = _flatten((("plain", 6), ("branch", 2), ("call", 2)))
 
 
-def _full_block(rng: random.Random) -> list[_Line]:
-    b = _FullBuilder(rng)
+def _full_block(rng: random.Random, builder: type[_FullBuilder] = _FullBuilder) -> list[_Line]:
+    b = builder(rng)
     structure = _choice(rng, _STRUCTURES)
     lines: list[_Line]
     if structure == "plain":
@@ -492,6 +496,8 @@ def _full_block(rng: random.Random) -> list[_Line]:
         lines += [b.simple() for _ in range(_between(rng, 1, 3))]
         lines.append(b.ret())
     for line in lines:
+        if line.final:
+            continue
         text = _strip_accents(line.text) if rng.random() < 0.3 else line.text
         line.text = _case_variant(text, _choice(rng, CASE_VARIANTS))
     return lines
@@ -502,7 +508,7 @@ def _full_block(rng: random.Random) -> list[_Line]:
 _BLOCKS = {"thesis": _thesis_block, "full": _full_block}
 
 
-def _example(preset: str, lines: list[_Line]) -> Example:
+def _example(preset: str, lines: list[_Line], style: str = "templates") -> Example:
     meta = {
         "preset": preset,
         "n_lines": len(lines),
@@ -513,17 +519,29 @@ def _example(preset: str, lines: list[_Line]) -> Example:
     }
     if preset == "full":
         meta["spans"] = [len(ln.outputs) for ln in lines]
+    if style != "templates":
+        meta["style"] = style  # "templates" of a paraphrased line: -1
     return Example("\n".join(ln.text for ln in lines), "\n".join(o for ln in lines for o in ln.outputs), meta)
 
 
-def generate_examples(preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED) -> list[Example]:
-    """`n` unique examples (key input + "|" + output), deterministic for (preset, n, seed)."""
+def generate_examples(preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
+                      style: str = "templates") -> list[Example]:
+    """`n` unique examples (key input + "|" + output), deterministic for (preset, n, seed, style).
+    The "templates" style draws exactly what it always drew (the thesis split stays the same)."""
     if preset not in _BLOCKS:
         raise TinyLMError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    if style not in STYLES:
+        raise TinyLMError(f"unknown data style {style!r}; expected one of {', '.join(STYLES)}")
     if n < 1:
         raise TinyLMError(f"--n must be at least 1, got {n}")
-    rng = random.Random(f"code2/{preset}/{seed}")
-    make = _BLOCKS[preset]
+    if style == "templates":
+        rng = random.Random(f"code2/{preset}/{seed}")
+        make = _BLOCKS[preset]
+    else:
+        from tinylm.tasks.code2.broad import BLOCKS  # broad.py builds on this module
+
+        rng = random.Random(f"code2/{preset}/{style}/{seed}")
+        make = BLOCKS[preset]
     seen: set[str] = set()
     examples: list[Example] = []
     attempts = 0
@@ -531,7 +549,7 @@ def generate_examples(preset: str = "thesis", n: int = DEFAULT_N, seed: int = DE
         attempts += 1
         if attempts > 20 * n + 1000:
             raise TinyLMError(f"could not draw {n} unique {preset} examples (only {len(examples)} found)")
-        ex = _example(preset, make(rng))
+        ex = _example(preset, make(rng), style)
         key = ex.input + "|" + ex.output
         if key not in seen:
             seen.add(key)
@@ -552,10 +570,11 @@ def split_examples(examples: list[Example]) -> dict[str, list[Example]]:
 
 
 def generate_dataset(
-    out_dir: str | os.PathLike, preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED
+    out_dir: str | os.PathLike, preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
+    style: str = "templates",
 ) -> dict:
     """Write train/valid/test.jsonl and manifest.json into `out_dir`; returns the manifest."""
-    examples = generate_examples(preset, n, seed)
+    examples = generate_examples(preset, n, seed, style)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TinyLMError(f"--out {out} exists and is not a folder")
@@ -570,6 +589,7 @@ def generate_dataset(
     manifest = {
         "task": "code2",
         "preset": preset,
+        "style": style,
         "seed": seed,
         "n": len(examples),
         "splits": counts,
