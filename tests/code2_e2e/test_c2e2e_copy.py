@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from tinylm.generation import LogitsProcessor
 from tinylm.tasks.code2.copy_constraint import CopiedFromInput, input_addresses, quotable_pieces
 from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
 from tinylm.tokenizers import train_tokenizer
@@ -129,3 +130,62 @@ def test_the_thesis_task_constrains_and_the_full_task_does_not():
     tok = train_tokenizer("char", ["abc"])
     assert isinstance(Code2Task("thesis").logits_processor(tok, ["a"], 1), CopiedFromInput)
     assert Code2Task("full").logits_processor(tok, ["a"], 1) is None
+
+
+class _Steer(LogitsProcessor):
+    """Writes a fixed start for each row (an Error line's start, up to an opening quote), then
+    leans towards quotes, so a random model opens and closes many; the copy constraint runs after."""
+
+    def __init__(self, tok, starts: list[list[int]], inner: CopiedFromInput) -> None:
+        self.starts, self.inner = starts, inner
+        self.quote = tok.encode("'")[0]
+
+    def __call__(self, logits, rows, generated):
+        for i, (row, ids) in enumerate(zip(rows, generated)):
+            start = self.starts[row]
+            if len(ids) < len(start):
+                logits[i] = float("-inf")
+                logits[i, start[len(ids)]] = 0.0
+            else:
+                logits[i, self.quote] += 2.0
+        self.inner(logits, rows, generated)
+
+
+def test_fuzz_a_random_model_under_the_constraint_quotes_only_the_input():
+    """Random broad sentences, decoded by an untrained model under the constraint: every quoted
+    token it closes is a verbatim span of its sentence, an unclosed one a prefix of such a span."""
+    import random
+
+    from tinylm.config import ModelConfig
+    from tinylm.data.prompt_format import PromptFormat
+    from tinylm.generation import Engine, GenerationConfig
+    from tinylm.model import GPT
+    from tinylm.tasks.code2.generator import generate_examples
+
+    lines = [line for ex in generate_examples("thesis", 120, seed=21, style="broad") for line in ex.input.split("\n")]
+    lines = lines[:300]
+    tok = train_tokenizer("char", lines + ["Error: registro dirección vacío (ambiguo) inválido mal formado y '"])
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, block_size=256)).eval()
+    rng = random.Random(0)
+    starts = [tok.encode("Error: " + rng.choice(["registro '", "dirección '", "registro vacío (ambiguo) y dirección '"]))
+              for _ in lines]
+    paired = PromptFormat("paired")
+    processor = _Steer(tok, starts, CopiedFromInput(tok, lines))
+    results = Engine(model, tok).generate([paired.encode(tok, line) for line in lines],
+                                          GenerationConfig(max_new_tokens=40, temperature=1.0, seed=0), processor)
+    violations, closed = [], 0
+    for line, result in zip(lines, results):
+        text = (result.text or "").split("\n")[0]
+        parts = text.split("'")
+        pieces = quotable_pieces(line)
+        for k in range(1, len(parts), 2):
+            token = parts[k]
+            if k + 1 < len(parts):  # closed
+                closed += 1
+                if not token or token not in line or token not in pieces:
+                    violations.append((line, text))
+            elif not any(p.startswith(token) for p in pieces):
+                violations.append((line, text))
+    assert violations == []
+    assert closed >= len(lines) // 2  # the fuzz did exercise closing quotes
