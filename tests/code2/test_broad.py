@@ -160,3 +160,20 @@ def test_typos_never_touch_operands():
 def test_gen_data_writes_the_style(tmp_path):
     m = generate_dataset(tmp_path, "full", n=30, seed=1, style="broad")
     assert m["style"] == "broad" and m["n"] == 30
+
+
+def test_task_splits_by_style():
+    """train/valid follow the model's style; test stays the templates' (the thesis's); test-broad, handwritten."""
+    from tinylm.tasks.code2.handwritten import load_handwritten
+    from tinylm.tasks.code2.task import Code2Task, load_examples
+
+    templates = {s: load_examples(s, "thesis", n=40, style="templates") for s in ("train", "test")}
+    broad = {s: load_examples(s, "thesis", n=40, style="broad") for s in ("train", "test", "test-broad")}
+    assert broad["test"] == templates["test"] and broad["train"] != templates["train"]
+    assert all(r["meta"]["style"] == "broad" for r in broad["train"] + broad["test-broad"])
+    assert load_examples("handwritten", "full") == load_handwritten("full")
+    task = Code2Task("thesis", n=40, style="broad")
+    assert [e.input for e in task.load_split("train")] == [r["input"] for r in broad["train"]]
+    assert len(task.load_split("handwritten", 5)) == 5
+    with pytest.raises(TinyLMError, match="data style"):
+        Code2Task("thesis", style="wide")
