@@ -24,7 +24,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -164,16 +164,17 @@ def _unmark(text: str) -> tuple[str, dict[int, tuple[int, int]]]:
     return "".join(out), spans
 
 
-def _resolve(line: _Line, recase) -> None:
+def _resolve(line: _Line, recase: Callable[[str], str]) -> None:
     """Give `line` its final text (`recase` applied) and, for an error line, its message,
     quoting each marked span as it now reads in the text."""
+    if line.pending is None:  # nothing marked: a valid line
+        line.text = recase(line.text)
+        return
     clean, spans = _unmark(line.text)
     final = recase(clean)
     if len(final) != len(clean):  # casing that changes lengths would move the spans
         raise AssertionError(f"casing changed the length of {clean!r}")
     line.text = final
-    if line.pending is None:
-        return
     problems = _dedupe([(code, "" if k is None else final[slice(*spans[k])]) for code, k in line.pending])
     line.outputs = [error_line(problems)]
     line.errors = [c for c, _ in problems]
