@@ -140,6 +140,17 @@ def test_verb_moods_and_clitics():
     assert P.Clause("pon", " r1").render("imp") == "pon r1" and P.Clause("resta", " r2", "le").render("imp") == "réstale r2"
 
 
+def test_every_verb_of_every_construction_has_its_forms():
+    from tinylm.tasks.code2 import broad
+
+    tables = [broad.LD, broad.ST, broad.CONST, broad.IN, broad.OUT, broad.LD_REL, broad.ST_REL,
+              [parts for table in broad.ALU.values() for parts, _ in table], list(broad.SHIFTS.values())]
+    tables[-1] = [parts for group in tables[-1] for parts in group]
+    verbs = {v for table in tables for parts in table for part in parts if isinstance(part, tuple)
+             for v in part[0].split("|")} | {v for verbs, _, _ in broad._STORES for v in verbs.split("|")}
+    assert verbs - set(P.VERBS) == set()
+
+
 def test_finish_contracts_and_capitalizes():
     assert P.finish("a el registro 9 llévale r1") == "Al registro 9 llévale r1"
     assert P.finish("resta a el registro A el registro 4") == "Resta al registro A el registro 4"

@@ -8,8 +8,9 @@ the templates' (generator._ins, _constant_lines), so the meaning never depends o
 error lines come from the same catalogue, quoting the offending span verbatim.
 
 Both presets: "thesis" (LD, ST, ADDS, SUBS and their natural errors, blocks of 1-11 lines as
-the thesis) and "full" (the full preset's blocks; memory, constants, ports, ADDS/SUBS and
-shifts also paraphrased; labels, jumps and the rest from the templates; no error lines).
+the thesis) and "full" (the full preset's blocks and kinds of sentence; memory, constants,
+ports, ALU, NOT/AND and shifts also paraphrased; labels, jumps, RET, HALT from the templates;
+no error lines).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from tinylm.tasks.code2.generator import (
     _case_variant,
     _choice,
     _constant_lines,
-    _flatten,
     _full_block,
     _FullBuilder,
     _ins,
@@ -104,6 +104,34 @@ SUBS: tuple[tuple[list, bool], ...] = (
     ([_c("haz", " {d} = {s} - {t}")], False),
 )
 
+# Full preset only: NAND, and NOT and AND built from it ({d} = op {s} [{t}]).
+NAND = (
+    ([_c("calcula|haz", " {s} NAND {t}"), " y ", STORE], False),
+    ([_c("calcula|haz", " {s} nand {t} en {d}")], False),
+    ([_c("deja|pon|guarda", " en {d} el NAND de {s} y {t}")], False),
+    (["{d} = {s} NAND {t}"], False),
+    (["{d} <- {s} nand {t}"], False),
+)
+NOT = (
+    ([_c("invierte", " los bits de {s}"), " y ", STORE], False),
+    ([_c("niega", " {s}"), " y ", STORE], False),
+    ([_c("deja|pon|guarda", " en {d} el NOT de {s}")], False),
+    ([_c("deja|pon|guarda", " en {d} la negación de {s}")], False),
+    (["{d} = NOT {s}"], False),
+    (["{d} = ~{s}"], False),
+    ([_c("niega|invierte", " {s}")], True),
+    ([_c("invierte", " los bits de {s}")], True),
+)
+AND = (
+    ([_c("calcula|haz", " {s} AND {t}"), " y ", STORE], False),
+    ([_c("calcula|haz", " el AND de {s} y {t}"), " y ", STORE], False),
+    ([_c("deja|pon|guarda", " en {d} el AND de {s} y {t}")], False),
+    (["{d} = {s} AND {t}"], False),
+    (["{d} = {s} & {t}"], False),
+    ([_c("aplica", " la máscara {t} a {s}"), " y ", STORE], False),
+)
+ALU = {"ADDS": ADDS, "SUBS": SUBS, "NAND": NAND, "NOT": NOT, "AND": AND}
+
 # {r} the register, {a} an address phrase, {c} "el contenido de"..., {cr} the same for a register.
 CONTENT = ("el contenido de", "el valor de", "lo que hay en", "lo que haya en", "el dato de", "el dato que hay en",
            "lo que contiene")
@@ -153,6 +181,20 @@ CONST = (
     [_c("mete|pon|carga", " en {r} {v}")],
 )
 
+# An rD-relative access, {v} the offset (decimal unless marked, as the templates').
+LD_REL = (
+    [_c("carga|mete|pon|guarda|deja|lee", " en {r} {c} rD+{v}")],
+    [_c("lee|carga|trae|recupera", " {c} rD+{v}"), " y ", _c("guarda|pon|mete|deja", " en {r}", "lo")],
+    [_c("lee|carga", " la posición rD+{v} en {r}")],
+    [_c("carga|trae", " en {r} la memoria en rD más {v}")],
+)
+ST_REL = (
+    [_c("guarda|almacena|escribe|graba|pon|deja", " {r} en rD+{v}")],
+    [_c("guarda|almacena|escribe|graba|pon", " {cr} {r} en la dirección rD más {v}")],
+    [_c("pasa|copia|lleva", " {cr} {r} a la posición rD+{v}")],
+    ["En rD+{v} ", _c("guarda|escribe|pon", " {r}")],
+)
+
 IN = (
     [_c("lee", " el puerto {p} en {r}")],
     [_c("lee", " el puerto {p}"), " y ", _c("guarda|pon|mete|deja", " en {r}", "lo")],
@@ -180,6 +222,8 @@ SHIFTS = {  # mnemonic, repeats -> constructions
     ("SHL", 3): ([_c("multiplica", " {r} por 8")], [_c("multiplica", " {r} por ocho")]),
     ("SHR", 2): ([_c("divide", " {r} entre 4")], [_c("divide", " {r} entre cuatro")]),
     ("SHR", 3): ([_c("divide", " {r} entre 8")], [_c("divide", " {r} entre ocho")]),
+    ("SHRA", 1): ([_c("desplaza", " {r} a la derecha conservando el signo")], [_c("divide", " {r} entre 2 con signo")],
+                  [_c("desplaza", " aritméticamente {r} a la derecha")]),
 }
 
 
@@ -246,8 +290,9 @@ def memory_line(rng: random.Random, mnemonic: str, preset: str = "thesis") -> _L
 
 
 def alu_line(rng: random.Random, mnemonic: str, preset: str = "thesis") -> _Line:
-    """ADDS or SUBS (d = s op t), paraphrased; thesis: erroneous registers with probability ERROR_RATE."""
-    parts, implied = _choice(rng, ADDS if mnemonic == "ADDS" else SUBS)
+    """ADDS or SUBS (d = s op t), and in the full preset NAND, NOT, AND, paraphrased; thesis:
+    erroneous registers with probability ERROR_RATE."""
+    parts, implied = _choice(rng, ALU[mnemonic])
     regs = [_below(rng, 16) for _ in range(3)]  # d, s, t
     if implied:
         regs[0] = regs[1]
@@ -277,7 +322,14 @@ def alu_line(rng: random.Random, mnemonic: str, preset: str = "thesis") -> _Line
     text = _sentence(rng, parts, {"d": phrases[0], "s": phrases[1], "t": phrases[2]})
     if pending:
         return _finish_line(rng, _Line(text, [], mnemonic, -1, [c for c, _ in pending], "reg", pending))
-    return _finish_line(rng, _Line(text, [_ins(mnemonic, rx=regs[0], rs=regs[1], ra=regs[2])], mnemonic, -1))
+    d, s, t = regs
+    if mnemonic == "NOT":  # NOT x = x NAND x
+        outputs = [_ins("NAND", rx=d, rs=s, ra=s)]
+    elif mnemonic == "AND":  # AND = NOT NAND
+        outputs = [_ins("NAND", rx=d, rs=s, ra=t), _ins("NAND", rx=d, rs=d, ra=d)]
+    else:
+        outputs = [_ins(mnemonic, rx=d, rs=s, ra=t)]
+    return _finish_line(rng, _Line(text, outputs, mnemonic, -1))
 
 
 def thesis_line(rng: random.Random) -> _Line:
@@ -298,37 +350,67 @@ def thesis_block(rng: random.Random) -> list[_Line]:
 
 
 class BroadFullBuilder(_FullBuilder):
-    """The full preset's builder whose simple lines are paraphrases 1 - TEMPLATE_SHARE of the time."""
-
-    PARAPHRASED = _flatten((("memory", 4), ("constant", 4), ("port", 3), ("alu", 4), ("shift", 2)))
+    """The full preset's builder: each simple sentence is drawn as the templates draw it (same
+    kinds, same weights) and, for the kinds with a grammar here, paraphrased 1 - TEMPLATE_SHARE
+    of the time; labels, jumps, RET, HALT, byte loads and port echoes stay the templates'."""
 
     def simple(self) -> _Line:
         rng = self.rng
-        if rng.random() < TEMPLATE_SHARE:
-            return super().simple()
-        kind = _choice(rng, self.PARAPHRASED)
-        if kind == "memory":
-            return memory_line(rng, _choice(rng, ("LD", "ST")), "full")
-        if kind == "alu":
-            return alu_line(rng, _choice(rng, ("ADDS", "SUBS")), "full")
-        reg = _below(rng, 16)
-        values = {"r": P.register(rng, reg), "cr": _choice(rng, REG_CONTENT)}
-        if kind == "constant":
-            value = _below(rng, 256) if rng.random() < 0.4 else _below(rng, 65536)
-            values["v"] = _number(rng, value)
-            name, construction, outputs = ("LLI" if value < 256 else "LLI+LHI"), _choice(rng, CONST), _constant_lines(reg, value)
-        elif kind == "port":
-            port = _below(rng, 256)
-            values["p"] = _number(rng, port)
-            if rng.random() < 0.5:
-                name, construction, outputs = "IN", _choice(rng, IN), [_ins("IN", rx=reg, v=port)]
-            else:
-                name, construction, outputs = "OUT", _choice(rng, OUT), [_ins("OUT", rx=reg, v=port)]
-        else:
-            mnemonic, repeats = _choice(rng, tuple(SHIFTS))
-            name = mnemonic if repeats == 1 else f"{mnemonic}*n"
-            construction, outputs = _choice(rng, SHIFTS[(mnemonic, repeats)]), [_ins(mnemonic, rx=reg)] * repeats
-        return _finish_line(rng, _Line(_sentence(rng, construction, values), outputs, name, -1))
+        kind = _choice(rng, self.SIMPLE)
+        if kind not in self.PARAPHRASED or rng.random() < TEMPLATE_SHARE:
+            return getattr(self, kind)()
+        return getattr(self, self.PARAPHRASED[kind])()
+
+    PARAPHRASED = {"memory_absolute": "_memory", "memory_relative": "_relative", "constant": "_constant",
+                   "port": "_port", "alu": "_alu", "logic": "_logic", "shift": "_shift"}
+
+    def _memory(self) -> _Line:
+        return memory_line(self.rng, _choice(self.rng, ("LD", "ST")), "full")
+
+    def _alu(self) -> _Line:
+        return alu_line(self.rng, _choice(self.rng, ("ADDS", "SUBS", "NAND")), "full")
+
+    def _logic(self) -> _Line:
+        return alu_line(self.rng, _choice(self.rng, ("NOT", "AND")), "full")
+
+    def _operand(self) -> tuple[int, dict[str, str]]:
+        reg = _below(self.rng, 16)
+        return reg, {"r": P.register(self.rng, reg), "cr": _choice(self.rng, REG_CONTENT),
+                     "c": _choice(self.rng, CONTENT)}
+
+    def _line_of(self, name: str, constructions: Sequence, values: dict[str, str], outputs: list[str]) -> _Line:
+        return _finish_line(self.rng, _Line(_sentence(self.rng, _choice(self.rng, constructions), values), outputs,
+                                            name, -1))
+
+    def _relative(self) -> _Line:
+        rng = self.rng
+        reg, values = self._operand()
+        v = _below(rng, 256)
+        values["v"] = _number(rng, v)
+        mnemonic = _choice(rng, ("LD", "ST"))
+        return self._line_of(mnemonic, LD_REL if mnemonic == "LD" else ST_REL, values, [_ins(mnemonic, rx=reg, v=v)])
+
+    def _constant(self) -> _Line:
+        rng = self.rng
+        reg, values = self._operand()
+        value = _below(rng, 256) if rng.random() < 0.4 else _below(rng, 65536)
+        values["v"] = _number(rng, value)
+        return self._line_of("LLI" if value < 256 else "LLI+LHI", CONST, values, _constant_lines(reg, value))
+
+    def _port(self) -> _Line:
+        rng = self.rng
+        reg, values = self._operand()
+        port = _below(rng, 256)
+        values["p"] = _number(rng, port)
+        if rng.random() < 0.5:
+            return self._line_of("IN", IN, values, [_ins("IN", rx=reg, v=port)])
+        return self._line_of("OUT", OUT, values, [_ins("OUT", rx=reg, v=port)])
+
+    def _shift(self) -> _Line:
+        reg, values = self._operand()
+        mnemonic, repeats = _choice(self.rng, tuple(SHIFTS))
+        name = mnemonic if repeats == 1 else f"{mnemonic}*n"
+        return self._line_of(name, SHIFTS[(mnemonic, repeats)], values, [_ins(mnemonic, rx=reg)] * repeats)
 
 
 def full_block(rng: random.Random) -> list[_Line]:

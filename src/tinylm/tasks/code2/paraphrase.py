@@ -81,6 +81,9 @@ sacar saca saques sáca
 multiplicar multiplica multipliques multiplíca
 dividir divide dividas divíde
 desplazar desplaza desplaces despláza
+aplicar aplica apliques aplíca
+negar niega niegues niéga
+invertir invierte inviertas inviérte
 """)
 
 MOODS = ("imp", "inf", "subj")
