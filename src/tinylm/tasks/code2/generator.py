@@ -13,6 +13,13 @@ with their rD set-up, RET, HALT), numbers in decimal and hexadecimal, accents dr
 lines, varied case. One sentence may need several output lines; `meta["spans"]` gives how
 many output lines each input line produced. Every "full" output assembles.
 
+An error line quotes the offending text as the final sentence shows it, case variant included
+(a verbatim span of the input, issue 13).
+
+Style "templates" (the default) is exactly the above; style "broad" (broad.py) mixes these
+lines with paraphrases, about 30/70, drawn from its own random stream, so the templates
+style's sentences never change.
+
 Examples are unique by input + "|" + output (the thesis's key) and split 70/20/10 in
 generation order, so the splits share no example. Everything is drawn from one
 `random.Random(seed)`: the same seed gives the same files.
