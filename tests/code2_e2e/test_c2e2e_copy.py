@@ -151,9 +151,11 @@ class _Steer(LogitsProcessor):
         self.inner(logits, rows, generated)
 
 
-def test_fuzz_a_random_model_under_the_constraint_quotes_only_the_input():
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_fuzz_a_random_model_under_the_constraint_quotes_only_the_input(kind):
     """Random broad sentences, decoded by an untrained model under the constraint: every quoted
-    token it closes is a verbatim span of its sentence, an unclosed one a prefix of such a span."""
+    token it closes is a verbatim span of its sentence, an unclosed one a prefix of such a span
+    (compared as bytes: a byte-level token may end halfway through an accented letter)."""
     import random
 
     from tinylm.config import ModelConfig
@@ -164,7 +166,8 @@ def test_fuzz_a_random_model_under_the_constraint_quotes_only_the_input():
 
     lines = [line for ex in generate_examples("thesis", 120, seed=21, style="broad") for line in ex.input.split("\n")]
     lines = lines[:300]
-    tok = train_tokenizer("char", lines + ["Error: registro dirección vacío (ambiguo) inválido mal formado y '"])
+    corpus = lines + ["Error: registro dirección vacío (ambiguo) inválido mal formado y '"]
+    tok = train_tokenizer(kind, corpus, 300 if kind == "bpe" else None)
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, block_size=256)).eval()
     rng = random.Random(0)
@@ -176,16 +179,37 @@ def test_fuzz_a_random_model_under_the_constraint_quotes_only_the_input():
                                           GenerationConfig(max_new_tokens=40, temperature=1.0, seed=0), processor)
     violations, closed = [], 0
     for line, result in zip(lines, results):
-        text = (result.text or "").split("\n")[0]
-        parts = text.split("'")
-        pieces = quotable_pieces(line)
+        raw = b"".join(b"" if i in tok.special_ids else tok.token_bytes(i) for i in result.token_ids)
+        parts = raw.split(b"\n")[0].split(b"'")
+        pieces = {p.encode() for p in quotable_pieces(line)}
         for k in range(1, len(parts), 2):
             token = parts[k]
             if k + 1 < len(parts):  # closed
                 closed += 1
-                if not token or token not in line or token not in pieces:
-                    violations.append((line, text))
+                if not token or token not in line.encode() or token not in pieces:
+                    violations.append((line, raw))
             elif not any(p.startswith(token) for p in pieces):
-                violations.append((line, text))
+                violations.append((line, raw))
     assert violations == []
     assert closed >= len(lines) // 2  # the fuzz did exercise closing quotes
+
+
+def test_a_quote_may_copy_an_accented_letter_split_across_byte_tokens():
+    """A byte-level BPE that never saw 'Ñ' writes it as two byte tokens: neither decodes alone,
+    yet the pair copies the input ('RÑ' -> 'Ñ'), and a different letter's bytes stay banned."""
+    tok = train_tokenizer("bpe", ["Error: registro 'G' inválido y registro 'H' mal formado"] * 20, 300)
+    source = "SUMA RÑ Y R1 Y GUÁRDALO EN R2"
+    ids = tok.encode("Error: registro 'Ñ' inválido") + [tok.eos_id]
+    assert len(tok.encode("Ñ")) == 2  # the premise: 'Ñ' is split into its two bytes
+    processor = CopiedFromInput(tok, [source])
+    for t in range(len(ids)):
+        logits = torch.zeros(1, tok.vocab_size)
+        processor(logits, [0], [ids[:t]])
+        assert logits[0, ids[t]] == 0, tok.decode(ids[:t])
+    logits = torch.zeros(1, tok.vocab_size)
+    processor(logits, [0], [tok.encode("Error: registro '")])
+    assert logits[0, tok.encode("É")[0]] == float("-inf") or tok.encode("É")[0] == tok.encode("Ñ")[0]
+    first = tok.encode("Ñ")[0]
+    logits = torch.zeros(1, tok.vocab_size)
+    processor(logits, [0], [tok.encode("Error: registro '") + [first]])
+    assert logits[0, tok.encode("Ñ")[1]] == 0 and logits[0, tok.encode("'")[0]] == float("-inf")

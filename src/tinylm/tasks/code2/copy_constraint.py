@@ -42,6 +42,8 @@ from tinylm.generation import LogitsProcessor
 from tinylm.tasks.code2.errors_catalogue import PREFIX
 
 QUOTE = "'"
+_QUOTE_BYTE = QUOTE.encode()  # 0x27 is never part of a multi-byte UTF-8 character
+_PREFIX_BYTES = PREFIX.encode()
 OFFSET_ANCHOR = "[rD+"  # then H'lo'
 HIGH_ANCHOR = " ; rD ="  # then " hi00" and the end of the line
 _OFFSET = re.compile(r"\[rD\+H'([0-9A-F]{2})'")
@@ -101,11 +103,15 @@ class CopiedFromInput(LogitsProcessor):
 
     def __init__(self, tokenizer, sources: Sequence[str], num_beams: int = 1) -> None:
         self.tokenizer, self.num_beams = tokenizer, num_beams
-        self.pieces = [quotable_pieces(s) for s in sources]
+        # Quotes are checked on bytes: a byte-level token may hold half of an accented letter
+        # ('É' in "RÉSTALE" may take two tokens), and its text alone would read as U+FFFD.
+        self.pieces = [{p.encode("utf-8") for p in quotable_pieces(s)} for s in sources]
         self.prefixes = [{p[:k] for p in pieces for k in range(1, len(p) + 1)} for pieces in self.pieces]
         self.addresses = [input_addresses(s) for s in sources]
+        specials = tokenizer.special_ids
+        self.bytes = [b"" if i in specials else tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
         self.texts = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-        self.with_quote = [i for i, t in enumerate(self.texts) if QUOTE in t]
+        self.with_quote = [i for i, b in enumerate(self.bytes) if _QUOTE_BYTE in b]
         self.by_text: dict[str, list[int]] = {}
         for i, t in enumerate(self.texts):
             if t:
@@ -114,16 +120,17 @@ class CopiedFromInput(LogitsProcessor):
 
     def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
         for i, (row, ids) in enumerate(zip(rows, generated)):
-            line = self.tokenizer.decode(list(ids)).split("\n")[-1]
+            raw = b"".join(self.bytes[t] for t in ids).rsplit(b"\n", 1)[-1]
             p = row // self.num_beams
-            if line.startswith(PREFIX):
-                in_quote = line.count(QUOTE) % 2 == 1
-                partial = line[line.rfind(QUOTE) + 1 :] if in_quote else ""
-                candidates = range(len(self.texts)) if in_quote else self.with_quote
-                banned = [v for v in candidates if not self._fits(p, in_quote, partial, self.texts[v])]
+            if raw.startswith(_PREFIX_BYTES):
+                in_quote = raw.count(_QUOTE_BYTE) % 2 == 1
+                partial = raw[raw.rfind(_QUOTE_BYTE) + 1 :] if in_quote else b""
+                candidates = range(len(self.bytes)) if in_quote else self.with_quote
+                banned = [v for v in candidates if not self._fits(p, in_quote, partial, self.bytes[v])]
                 if banned:
                     logits[i, banned] = float("-inf")
-            elif line.startswith(("LD ", "ST ")) and self.addresses[p]:
+            elif raw.startswith((b"LD ", b"ST ")) and self.addresses[p]:
+                line = raw.decode("utf-8", errors="replace")
                 allowed = self._address_tokens(p, line)
                 if allowed is not None:
                     keep = logits[i, allowed].clone()
@@ -166,17 +173,18 @@ class CopiedFromInput(LogitsProcessor):
             ids.append(i)
         return ids
 
-    def _fits(self, p: int, in_quote: bool, partial: str, text: str) -> bool:
-        """Whether writing `text` keeps every quote of the line a piece of input p."""
-        if not text:
+    def _fits(self, p: int, in_quote: bool, partial: bytes, token: bytes) -> bool:
+        """Whether writing `token` keeps every quote of the line a piece of input p."""
+        if not token:
             return not in_quote  # end of sequence (or an empty special token) inside a quote: never
-        for ch in text:
-            if ch == QUOTE:
+        for k in range(len(token)):
+            byte = token[k : k + 1]
+            if byte == _QUOTE_BYTE:
                 if in_quote and partial not in self.pieces[p]:
                     return False
-                in_quote, partial = not in_quote, ""
+                in_quote, partial = not in_quote, b""
             elif in_quote:
-                partial += ch
-                if ch == "\n" or partial not in self.prefixes[p]:
+                partial += byte
+                if byte == b"\n" or partial not in self.prefixes[p]:
                     return False
         return True
