@@ -279,7 +279,10 @@ def memory_line(rng: random.Random, mnemonic: str, preset: str = "thesis") -> _L
         value = 0
     else:
         a, value = P.address(rng, bare_ok=thesis)  # full: never bare, where it could read as a constant
-    construction = _choice(rng, LD if mnemonic == "LD" else ST)
+    table = LD if mnemonic == "LD" else ST
+    if kind in ("dir", "both") and not bad:  # "la celda a r3" would read as the address A
+        table = tuple(parts for parts in table if not any(isinstance(p, tuple) and "{a} a " in p[1] for p in parts))
+    construction = _choice(rng, table)
     values = {"r": r, "a": a, "c": _choice(rng, CONTENT), "cr": _choice(rng, REG_CONTENT)}
     text = _sentence(rng, construction, values)
     if pending:
