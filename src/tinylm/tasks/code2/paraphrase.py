@@ -117,7 +117,7 @@ def render(parts: Sequence[Part], mood: str) -> str:
 
 # Requests around a sentence, by mood; an order may also stand alone.
 REQUESTS = {
-    "imp": (("{}", 12), ("{}, por favor", 1), ("Por favor, {}", 1), ("por favor {}", 1)),
+    "imp": (("{}", 12), ("{}, por favor", 1), ("Por favor, {}", 1), ("por favor {}", 1), ("{} (por favor)", 1)),
     "inf": (("¿Puedes {}?", 3), ("¿Podrías {}?", 2), ("Puedes {}?", 1), ("¿Me puedes {}?", 1), ("Necesito {}", 1)),
     "subj": (("Quiero que {}", 3), ("Necesito que {}", 2), ("Por favor, quiero que {}", 1)),
 }
@@ -283,6 +283,9 @@ def noise(rng: random.Random, text: str) -> tuple[str, str]:
         text = _strip_accents(text)
     if rng.random() < 0.1:
         text = typo(rng, text)
+    if rng.random() < 0.1 and text.count(" y ") >= 2:  # "Suma r1 y r2, y guárdalo en r3" (not "r1, y r2")
+        i = text.rfind(" y ")
+        text = text[:i] + "," + text[i:]
     if not text.endswith(("?", ".")):
         roll = rng.random()
         if roll < 0.25:
