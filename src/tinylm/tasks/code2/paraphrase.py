@@ -182,6 +182,7 @@ ADDRESS_WORDS = (
     ("la posición de memoria", 1), ("la dirección de memoria", 1), ("la casilla", 1), ("", 3),
 )  # fmt: skip
 _ADDRESS_WORDS = tuple(f for f, w in ADDRESS_WORDS for _ in range(w))
+_NAMED_ADDRESS_WORDS = tuple(f for f in _ADDRESS_WORDS if f)  # a missing address still names its word
 
 
 def address_token(rng: random.Random) -> tuple[str, int]:
@@ -207,9 +208,7 @@ def address(rng: random.Random, bare_ok: bool = True) -> tuple[str, int]:
 
 def bad_address(rng: random.Random, k: int, bad: str) -> str:
     """An address phrase around a bad token (marked as span k; empty: a word and no number)."""
-    word = _choice(rng, _ADDRESS_WORDS[:-3]) if not bad else _choice(rng, _ADDRESS_WORDS)
-    if not word and not bad:
-        word = "la dirección"
+    word = _choice(rng, _ADDRESS_WORDS if bad else _NAMED_ADDRESS_WORDS)
     return f"{word} {_mark(k, bad)}".strip()
 
 
