@@ -110,6 +110,8 @@ def test_after_the_demo_ones_own_sentence_is_one_printed_command(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--budget-minutes", "1", "--limit", "2"]) == 0
     out = capsys.readouterr().out
+    assert "| measure | test split (templates) | hand-written set |" in out  # both, side by side
+    assert os.path.isfile("runs/demo/eval-handwritten/report.json")
     command = out.rstrip().splitlines()[-1]
     argv = shlex.split(command)
     assert argv[:3] == ["tinylm", "code2", "translate"] and Path(argv[3]) == Path("runs/demo/train/model")

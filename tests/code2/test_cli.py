@@ -125,10 +125,14 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, argv, message):
 def test_gen_data(tmp_path, capsys):
     out = tmp_path / "data"
     assert main(["code2", "gen-data", "--preset", "full", "--out", str(out), "--n", "50", "--seed", "3"]) == 0
-    assert "wrote 50 full examples (seed 3)" in capsys.readouterr().out
+    assert "wrote 50 full examples (templates style, seed 3)" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.jsonl", "train.jsonl", "valid.jsonl"]
     row = json.loads((out / "test.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert set(row) == {"input", "output", "meta"}
+    broad = tmp_path / "broad"
+    assert main(["code2", "gen-data", "--preset", "thesis", "--style", "broad", "--out", str(broad), "--n", "40"]) == 0
+    assert "wrote 40 thesis examples (broad style, seed 42)" in capsys.readouterr().out
+    assert json.loads((broad / "manifest.json").read_text(encoding="utf-8"))["style"] == "broad"
 
 
 def test_grammar_command(tmp_path, capsys):

@@ -273,24 +273,30 @@ def test_no_line_is_in_the_default_generated_datasets():
     assert _lines_the_generator_also_writes(None) == {p: [] for p in GENERATOR_PRESETS}
 
 
+def test_few_lines_are_broad_generator_lines():
+    """The broad style's grammar was written from the issue's categories, not from the set: only
+    a few short, generic lines ('acumula r5 en r1') may coincide with its lines (36 000 examples
+    of each preset: 5 of the set's lines, all one-clause sentences)."""
+    mine = {_fold(line) for p in PRESETS for ex in load_handwritten(p) for line in ex["input"].split("\n")}
+    generated = {_fold(line) for p in GENERATOR_PRESETS for ex in generate_examples(p, 4000, style="broad")
+                 for line in ex.input.split("\n")}
+    shared = mine & generated
+    assert len(shared) <= 0.01 * len(mine) and all(len(line.split()) <= 5 for line in shared), shared
+
+
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(TinyLMError, match="hand-written"):
         load_handwritten("broad")
 
 
-# --- what the current copy constraint makes of the set ---------------------------------------
+# --- the copy constraint admits every reference of the set ---------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: copy_constraint reads addresses only as bare hex words (not H'..', 0x.., ..h) and "
-    "quotes only up to a word's end (not '16' in 'r16,'); remove this mark when it admits every reference",
-)
 def test_copy_constraint_admits_every_thesis_reference():
     for ex in load_handwritten("thesis"):
         for line, (out,), op, _ in _lines(ex):
             if op[0] == "err":
                 pieces = quotable_pieces(line)
-                assert all(tok.upper() in pieces for tok in QUOTED.findall(out)), (line, out)
+                assert all(tok in pieces for tok in QUOTED.findall(out)), (line, out)
             elif op[0] in ("ld", "st"):
                 assert f"{op[2]:04X}" in input_addresses(line), (line, out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tinylm.errors import TinyLMError
-from tinylm.tasks.code2.validate import is_valid_line, line_problem, syntax_check
+from tinylm.tasks.code2.validate import is_valid_line, line_problem, quote_problems, syntax_check
 
 
 def test_thesis_lines():
@@ -39,3 +39,27 @@ def test_syntax_check_reports_lines_and_columns():
 def test_unknown_variant():
     with pytest.raises(TinyLMError, match="unknown CODE-2 output variant"):
         is_valid_line("HALT", "x86")
+
+
+def test_quote_problems_finds_text_the_user_never_wrote():
+    text = "Lee la dirección 4ADA menos r4 y ponlo en rG"
+    assert quote_problems("Error: registro 'G' inválido", text) == []
+    assert quote_problems("LD r4,[rD+H'DA'] ; rD = 4A00", text) == []  # only Error lines quote tokens
+    assert quote_problems("Error: registro 'g' inválido", text)  # the case is the user's
+    assert quote_problems("Error: registro '' inválido", text)
+    mixed = "Error: dirección '4'ADA'mENos r4' contiene caracteres no hexadecimales"  # issue 13's example
+    assert any("'mENos r4'" in p for p in quote_problems(mixed, text))
+    # a wrong message quoting the input verbatim is a syntax problem, not a quoting one
+    assert quote_problems("Error: registro '4ADA' excede 4 dígitos", text) == []
+    assert any("odd number" in p for p in quote_problems("Error: registro 'G'' inválido", text))
+
+
+def test_generated_error_lines_quote_only_their_input():
+    from tinylm.tasks.code2.generator import generate_examples
+
+    n_errors = 0
+    for ex in generate_examples("thesis", 400, seed=3):
+        for line, out in zip(ex.input.split("\n"), ex.output.split("\n")):
+            assert quote_problems(out, line) == [], (line, out)
+            n_errors += out.startswith("Error")
+    assert n_errors > 200

@@ -19,7 +19,7 @@ def verdict(prediction: str, reference: str = REF, length: int = 3) -> tuple[dic
 
 def test_exact_prediction_has_full_scores_and_no_errors():
     scores, errors = verdict(REF)
-    assert scores == {"syntax_valid": 1.0, "exec_equal": 1.0, "line_accuracy": 1.0}
+    assert scores == {"syntax_valid": 1.0, "exec_equal": 1.0, "line_accuracy": 1.0, "quotes_verbatim": 1.0}
     assert errors == []
 
 
@@ -72,3 +72,9 @@ def test_line_pairs_follow_spans_and_inputs_are_split_like_prompts():
     for e in thesis:
         assert len(line_pairs([{"input": e.input, "output": e.reference}])) == len(TASK.prompts(e.input))
     assert Code2Task("thesis", "block", n=20).prompts("a\nb") == ["a\nb"]
+
+
+def test_quotes_verbatim_scores_an_error_line_quoting_text_the_input_lacks():
+    ex = Example("Suma r1 y rG y guárdalo en r3", "Error: registro 'G' inválido", {"n_lines": 1})
+    assert TASK.score(ex, "Error: registro 'G' inválido")["quotes_verbatim"] == 1.0
+    assert TASK.score(ex, "Error: registro 'H' inválido")["quotes_verbatim"] == 0.0

@@ -132,10 +132,14 @@ def test_recipes_of_the_task():
 def test_settings_defaults_are_the_generators():
     """recipes.py must stay light (no generator import), so it spells the dataset's defaults out."""
     from tinylm.tasks.code2 import generator, task
-    from tinylm.tasks.code2.recipes import DATA_PRESETS, UNITS
+    from tinylm.tasks.code2.recipes import DATA_PRESETS, DATA_STYLES, UNITS
 
     s = Code2Settings()
     assert (s.n, s.seed, DATA_PRESETS) == (generator.DEFAULT_N, generator.DEFAULT_SEED, generator.PRESETS)
+    assert DATA_STYLES == generator.STYLES and s.data_style == "templates"
+    assert {r["task"]["data_style"] for r in RECIPES.values()} == {"broad"}  # issue 13: the recipes train broad
+    with pytest.raises(TinyLMError, match="data_style"):
+        Code2Settings(data_style="wide")
     assert task.UNITS is UNITS and set(task.MAX_ANSWER_BYTES) == set(UNITS)
 
 

@@ -60,7 +60,7 @@ def test_perfect_predictions_score_one(task: Code2Task):
     s = result.summary
     assert s["examples"] == 30
     assert s["metrics"] == pytest.approx({"exact_match": 1, "exact_match_normalized": 1, "bleu": 1, "rouge_l": 1})
-    assert s["scores"] == pytest.approx({"syntax_valid": 1, "exec_equal": 1, "line_accuracy": 1})
+    assert s["scores"] == pytest.approx({"syntax_valid": 1, "exec_equal": 1, "line_accuracy": 1, "quotes_verbatim": 1})
     assert s["errors"]["not_exact"] == 0 and not any(s["errors"]["counts"].values())
     # Lines were sorted by length into batches of 7, and came back to their examples in order.
     assert all(r["prediction"] == r["reference"] for r in result.records)
@@ -103,7 +103,7 @@ def test_tiny_model_end_to_end_writes_json_markdown_png(tiny_code2_model: Path, 
     report = json.loads(paths["json"].read_text())
     assert report["examples"] == 4 and report["split"] == "test"
     assert set(report["metrics"]) == {"exact_match", "exact_match_normalized", "bleu", "rouge_l"}
-    assert set(report["scores"]) == {"syntax_valid", "exec_equal", "line_accuracy"}
+    assert set(report["scores"]) == {"syntax_valid", "exec_equal", "line_accuracy", "quotes_verbatim"}
     assert report["anchor"]["metrics"]["exact_match_normalized"] == 0.83
     assert report["speed"]["generated_tokens"] > 0 and report["speed"]["latency_s"]["examples"] == 1
     assert len(paths["predictions"].read_text().splitlines()) == 4

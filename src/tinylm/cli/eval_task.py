@@ -3,8 +3,12 @@
     tinylm eval-task runs/code2-thesis/model --split test
     tinylm eval-task runs/code2-thesis/model --split test --thesis-decoding --limit 500
     tinylm eval-task runs/code2-full/model --task code2 --split valid --num-beams 4 --out runs/eval-beam
+    tinylm eval-task runs/code2-thesis/model --task code2-thesis --split handwritten
 
-The task is the one the model was trained for (its checkpoint says), or --task NAME.
+The task is the one the model was trained for (its checkpoint says), or --task NAME; NAME-PRESET
+(code2-thesis, code2-full) names a task and its data preset at once. A task may break a split
+down further (code2's hand-written set: exact match and execution accuracy per category).
+
 Decoding is greedy unless sampling flags say otherwise; --thesis-decoding is the UGR
 thesis's final setting (sampling at temperature 0.2, top-p 0.6, seed 42). Writes
 report.json, report.md, predictions.jsonl and two PNG charts into --out (default:
@@ -23,12 +27,31 @@ from tinylm.errors import TinyLMError
 THESIS_DECODING = {"temperature": 0.2, "top_p": 0.6, "seed": 42}
 
 
+def _task_and_preset(name: str, preset: str | None) -> tuple[str, str | None]:
+    """A task name, or NAME-PRESET (code2-thesis): the task and its data preset (--preset wins)."""
+    from tinylm.tasks import get_plugin
+
+    try:
+        get_plugin(name)
+        return name, preset
+    except TinyLMError:
+        head, _, tail = name.partition("-")
+        if not tail:
+            raise
+        try:
+            get_plugin(head)
+        except TinyLMError:
+            get_plugin(name)  # the message about the name as given
+        return head, preset or tail
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval-task", help="evaluate a checkpoint on a task (exact match, BLEU, execution...)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
-    p.add_argument("--task", help="task name (default: the task the model was trained for)")
-    p.add_argument("--split", default="test", help="train, valid or test (default test)")
+    p.add_argument("--task", help="task name, or NAME-PRESET such as code2-thesis (default: the model's task)")
+    p.add_argument("--split", default="test",
+                   help="train, valid, test or a task's own (code2: test-broad, handwritten); default test")
     p.add_argument("--data", metavar="DIR", help="read the split from DIR/<split>.jsonl instead of generating it")
     p.add_argument("--preset", help="the task's data preset (default: the one the model was trained on)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
@@ -53,10 +76,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_dir():
         raise TinyLMError(f"checkpoint not found: {checkpoint} is not a folder")
-    if args.task is not None:
-        from tinylm.tasks import get_plugin
-
-        get_plugin(args.task)  # an unknown task fails before the model is loaded
+    task_name, preset = args.task, args.preset
+    if task_name is not None:
+        task_name, preset = _task_and_preset(task_name, preset)  # an unknown task fails before the model loads
     import torch
 
     import tinylm
@@ -67,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = generation_config(**settings)
     lm = tinylm.load(checkpoint)
-    task = get_task(args.task, model_extra=lm.model.config.extra, data=args.data, preset=args.preset)
+    task = get_task(task_name, model_extra=lm.model.config.extra, data=args.data, preset=preset)
     task.load_split(args.split, 1)  # an unknown split fails here, before any generation
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -78,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
                       latency_examples=args.latency_examples, progress=progress, constrained=not args.unconstrained)
     out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{args.split}"
     model_info = f"{checkpoint} ({lm.model.num_params():,} parameters, {lm.tokenizer.kind} tokenizer)"
+    # A task may break a split down further (code2's hand-written set: per category).
+    breakdown = task.breakdown(args.split, result.records, args.limit) if hasattr(task, "breakdown") else None
+    if breakdown is not None:
+        result.summary["by_category"] = breakdown
     paths = write_report(result, out, extra={"model": model_info, "checkpoint": str(checkpoint)})
     print(markdown(result, {"model": model_info}))
     if not args.quiet:

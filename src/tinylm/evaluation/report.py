@@ -140,6 +140,13 @@ def markdown(result: EvalResult, extra: dict[str, Any] | None = None) -> str:
         lines.append(f"| {r['length']} | {r['examples']} | {r['exact_match']:.4f} | "
                      + " | ".join(f"{r[k]:.4f}" for k in keys) + " |")
     lines.append("")
+    if s.get("by_category"):  # a task's own breakdown (code2's hand-written set: per category)
+        lines += ["## By category", "", "| category | examples | exact match | " + " | ".join(keys) + " |",
+                  "|---|---|---|" + "---|" * len(keys)]
+        for cat, r in s["by_category"].items():
+            lines.append(f"| {cat} | {r['n']} | {r['exact_match']:.4f} | "
+                         + " | ".join("–" if k not in r else f"{r[k]:.4f}" for k in keys) + " |")
+        lines.append("")
     if anchor and anchor.notes:
         lines += ["Thesis figures: " + anchor.source + ".", ""] + [f"- {note}" for note in anchor.notes] + [""]
     return "\n".join(lines)

@@ -80,6 +80,9 @@ class Task(Protocol):
         """A constraint on decoding these prompts (rows as the engine numbers them), or None."""
         ...
 
+    # Optional: `breakdown(split, records, limit) -> dict | None`, rows of a split broken down
+    # further ({group: {"n", "exact_match", <score keys>}}); `tinylm eval-task` reports them.
+
 
 def get_task(name: str | None = None, *, model_extra: dict[str, Any] | None = None, data: str | None = None,
              preset: str | None = None) -> Task:

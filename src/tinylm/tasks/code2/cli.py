@@ -5,7 +5,7 @@
     tinylm code2 run FILE [--trace] [--input V ...]      run a source or .hex file to HALT
     tinylm code2 check FILE [--variant thesis|full]      is every line a canonical output line?
     tinylm code2 grammar [--variant V] [--lark] [-o OUT] the output grammar (GBNF for XGrammar)
-    tinylm code2 gen-data --preset thesis|full --out DIR [--n N] [--seed S]
+    tinylm code2 gen-data --preset thesis|full --out DIR [--style templates|broad] [--n N] [--seed S]
     tinylm code2 train --preset thesis|full [--out DIR] [--budget-minutes M]   (train_cli.py)
     tinylm code2 translate MODEL "Suma r1 y r2 y guarda el resultado en r3" [--run]   (train_cli.py)
 
@@ -139,10 +139,10 @@ def _cmd_gen_data(args: argparse.Namespace) -> int:
     from tinylm.tasks.code2.generator import generate_dataset
 
     start = time.perf_counter()
-    m = generate_dataset(args.out, preset=args.preset, n=args.n, seed=args.seed)
+    m = generate_dataset(args.out, preset=args.preset, n=args.n, seed=args.seed, style=args.style)
     s = m["splits"]
     print(
-        f"wrote {m['n']} {m['preset']} examples (seed {m['seed']}) to {args.out}: "
+        f"wrote {m['n']} {m['preset']} examples ({m['style']} style, seed {m['seed']}) to {args.out}: "
         f"train {s['train']}, valid {s['valid']}, test {s['test']}; "
         f"{m['error_lines']} of {m['lines']} lines are errors; {time.perf_counter() - start:.1f} s"
     )
@@ -205,6 +205,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--n", type=int, default=36_000, help="number of unique examples (default 36000)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--style", choices=("templates", "broad"), default="templates",
+                   help="templates: the generator's templates (the thesis's design, default); "
+                        "broad: about 30 %% templates, 70 %% paraphrases (what the recipes train on)")
     p.set_defaults(func=_cmd_gen_data)
 
     from tinylm.tasks.code2.train_cli import register_train_commands

@@ -7,17 +7,20 @@ miscopies them (measured on the test split: these were most of its errors):
 
     QUITA R61 AL REGISTRO 181 Y GUARDA ...  ->  Error: registro '181' inválido y registro '61' inválido
 
-('218' for '181', '7A5R2' for '7A5R'). Every quoted token of the dataset is a piece of its
-input line, compared without case, that starts at a word (or right after the `r` of a
-register: 'N' in rN, '61' in R61) and ends at a word's end (checked on all 53 231 quoted
-tokens of the thesis data). So while the model writes inside quotes, only tokens that
-keep the quoted text a prefix of such a piece are allowed, and a closing quote only after
-a whole piece.
+('218' for '181', '7A5R2' for '7A5R'). Every quoted token is a verbatim span of its input
+line, case kept (issue 13: the output quotes only what the user wrote): a piece that starts
+at a word (after opening punctuation, after the `r` of a register: 'N' in rN, '61' in R61,
+after the 0x or H' of an address) and ends at a word's end (or before its closing
+punctuation: '16' in 'r16,'; before an address's closing ' or h). So while the model
+writes inside quotes, only tokens that keep the quoted text a prefix of such a piece are
+allowed, a closing quote only after a whole piece, and never a quote inside a token. This
+covers every error kind with a token (invalid or malformed register, non-hexadecimal or
+too long address).
 
 **The address of a memory line.** `LEE LA DIRECCIÓN 1AD0 Y GUÁRDALA EN R4` becomes
 `LD r4,[rD+H'D0'] ; rD = 1A00`: the offset is the address's low byte and the comment its
 high byte, both digits of one hexadecimal word of the input (1 to 4 digits, read as
-0-padded to 4). The model wrote `rD = 1D00` or `AD00` (the "D" of "rD" pulls): after
+0-padded to 4; bare or written 0x.., H'..', ..h). The model wrote `rD = 1D00` or `AD00` (the "D" of "rD" pulls): after
 `[rD+` only `H'lo'` of an input word may follow, and after ` ; rD =` only ` hi00` of the
 word whose low byte was written, then the end of the line.
 
@@ -39,26 +42,56 @@ from tinylm.generation import LogitsProcessor
 from tinylm.tasks.code2.errors_catalogue import PREFIX
 
 QUOTE = "'"
+_QUOTE_BYTE = QUOTE.encode()  # 0x27 is never part of a multi-byte UTF-8 character
+_PREFIX_BYTES = PREFIX.encode()
 OFFSET_ANCHOR = "[rD+"  # then H'lo'
 HIGH_ANCHOR = " ; rD ="  # then " hi00" and the end of the line
-_HEX_WORD = re.compile(r"[0-9A-F]{1,4}")
 _OFFSET = re.compile(r"\[rD\+H'([0-9A-F]{2})'")
+# How an address word may be written: bare, 0x.., H'..' or ..h (1 to 4 hex digits).
+_ADDRESS_WORD = re.compile(r"([0-9A-F]{1,4})|0X([0-9A-F]{1,4})|H'([0-9A-F]{1,4})'|([0-9A-F]{1,4})H")
+_OPENING = "¿¡([\"«"
+_CLOSING = ".,;:!?)]\"»"
+
+
+def _word_bounds(word: str, a: int) -> tuple[set[int], set[int]]:
+    """Where a piece may start and end inside the word at offset `a`: at its edges, inside
+    its punctuation (¿r4, r16, 12345.), after a register's r and an address's 0x or H',
+    before an address's closing ' or h suffix."""
+    core_start = a + len(word) - len(word.lstrip(_OPENING))
+    core_end = a + len(word.rstrip(_CLOSING))
+    # anywhere in the punctuation runs: a malformed register may be punctuation itself ('!' in "r!?")
+    starts, ends = set(range(a, core_start + 1)), set(range(core_end, a + len(word) + 1))
+    core = word[core_start - a : core_end - a]
+    if core[:1] in ("r", "R"):
+        starts.add(core_start + 1)
+    if core[:2].upper() in ("0X", "H'"):
+        starts.add(core_start + 2)
+    if core[-1:] in ("'", "h", "H") and len(core) > 1:
+        ends.add(core_end - 1)
+    return starts, ends
 
 
 def quotable_pieces(line: str) -> set[str]:
-    """Upper-cased pieces of `line` a quote may hold: from a word start (or after a word's
-    leading r/R) to a word end; inner spaces allowed ('0A G')."""
-    s = line.upper()
-    starts = [i for i in range(len(s)) if not s[i].isspace()
-              and (i == 0 or s[i - 1].isspace() or (s[i - 1] == "R" and (i == 1 or s[i - 2].isspace())))]
-    ends = [j for j in range(1, len(s) + 1) if not s[j - 1].isspace() and (j == len(s) or s[j].isspace())]
-    return {s[i:j] for i in starts for j in ends if j > i}
+    """The pieces of `line`, verbatim (case kept), that a quote may hold: from a word start
+    (see _word_bounds) to a word end, inner spaces allowed ('0A G'), never a quote inside."""
+    starts: set[int] = set()
+    ends: set[int] = set()
+    for m in re.finditer(r"\S+", line):
+        s, e = _word_bounds(m.group(), m.start())
+        starts |= s
+        ends |= e
+    return {line[i:j] for i in starts for j in ends if j > i and QUOTE not in line[i:j] and "\n" not in line[i:j]}
 
 
 def input_addresses(line: str) -> set[str]:
-    """The addresses a memory line of `line` may use: its hexadecimal words, 4 digits."""
-    words = (w.strip(".,;:!?¡¿") for w in line.upper().split())
-    return {w.zfill(4) for w in words if _HEX_WORD.fullmatch(w)}
+    """The addresses a memory line of `line` may use: its words that read as a hexadecimal
+    address (bare, 0x.., H'..', ..h; any case), as 4 upper-case digits."""
+    found = set()
+    for word in line.upper().split():
+        m = _ADDRESS_WORD.fullmatch(word.strip(_OPENING + _CLOSING))
+        if m:
+            found.add(next(g for g in m.groups() if g).zfill(4))
+    return found
 
 
 class CopiedFromInput(LogitsProcessor):
@@ -70,11 +103,15 @@ class CopiedFromInput(LogitsProcessor):
 
     def __init__(self, tokenizer, sources: Sequence[str], num_beams: int = 1) -> None:
         self.tokenizer, self.num_beams = tokenizer, num_beams
-        self.pieces = [quotable_pieces(s) for s in sources]
+        # Quotes are checked on bytes: a byte-level token may hold half of an accented letter
+        # ('É' in "RÉSTALE" may take two tokens), and its text alone would read as U+FFFD.
+        self.pieces = [{p.encode("utf-8") for p in quotable_pieces(s)} for s in sources]
         self.prefixes = [{p[:k] for p in pieces for k in range(1, len(p) + 1)} for pieces in self.pieces]
         self.addresses = [input_addresses(s) for s in sources]
+        specials = tokenizer.special_ids
+        self.bytes = [b"" if i in specials else tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
         self.texts = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-        self.with_quote = [i for i, t in enumerate(self.texts) if QUOTE in t]
+        self.with_quote = [i for i, b in enumerate(self.bytes) if _QUOTE_BYTE in b]
         self.by_text: dict[str, list[int]] = {}
         for i, t in enumerate(self.texts):
             if t:
@@ -83,16 +120,17 @@ class CopiedFromInput(LogitsProcessor):
 
     def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
         for i, (row, ids) in enumerate(zip(rows, generated)):
-            line = self.tokenizer.decode(list(ids)).split("\n")[-1]
+            raw = b"".join(self.bytes[t] for t in ids).rsplit(b"\n", 1)[-1]
             p = row // self.num_beams
-            if line.startswith(PREFIX):
-                in_quote = line.count(QUOTE) % 2 == 1
-                partial = line[line.rfind(QUOTE) + 1 :] if in_quote else ""
-                candidates = range(len(self.texts)) if in_quote else self.with_quote
-                banned = [v for v in candidates if not self._fits(p, in_quote, partial, self.texts[v])]
+            if raw.startswith(_PREFIX_BYTES):
+                in_quote = raw.count(_QUOTE_BYTE) % 2 == 1
+                partial = raw[raw.rfind(_QUOTE_BYTE) + 1 :] if in_quote else b""
+                candidates = range(len(self.bytes)) if in_quote else self.with_quote
+                banned = [v for v in candidates if not self._fits(p, in_quote, partial, self.bytes[v])]
                 if banned:
                     logits[i, banned] = float("-inf")
-            elif line.startswith(("LD ", "ST ")) and self.addresses[p]:
+            elif raw.startswith((b"LD ", b"ST ")) and self.addresses[p]:
+                line = raw.decode("utf-8", errors="replace")
                 allowed = self._address_tokens(p, line)
                 if allowed is not None:
                     keep = logits[i, allowed].clone()
@@ -135,17 +173,18 @@ class CopiedFromInput(LogitsProcessor):
             ids.append(i)
         return ids
 
-    def _fits(self, p: int, in_quote: bool, partial: str, text: str) -> bool:
-        """Whether writing `text` keeps every quote of the line a piece of input p."""
-        if not text:
+    def _fits(self, p: int, in_quote: bool, partial: bytes, token: bytes) -> bool:
+        """Whether writing `token` keeps every quote of the line a piece of input p."""
+        if not token:
             return not in_quote  # end of sequence (or an empty special token) inside a quote: never
-        for ch in text:
-            if ch == QUOTE:
-                if in_quote and partial.upper() not in self.pieces[p]:
+        for k in range(len(token)):
+            byte = token[k : k + 1]
+            if byte == _QUOTE_BYTE:
+                if in_quote and partial not in self.pieces[p]:
                     return False
-                in_quote, partial = not in_quote, ""
+                in_quote, partial = not in_quote, b""
             elif in_quote:
-                partial += ch
-                if ch == "\n" or partial.upper() not in self.prefixes[p]:
+                partial += byte
+                if byte == b"\n" or partial not in self.prefixes[p]:
                     return False
         return True

@@ -7,9 +7,10 @@ here. A line reports every problem of its description, joined with " y ": regist
 problems first (in operand order), then address problems; for one address, "contiene
 caracteres no hexadecimales" comes before "excede 4 dígitos" (the thesis's order).
 
-The quoted token is the offending text as the description wrote it, before the case
-variant: hex digits upper-case ('DF216'), `mem` prefixes lower-case ('mem689'), and for a
-register the text after its `r` ('N' for rN, '16' for r16).
+The quoted token is the offending text exactly as the user wrote it, a verbatim span of
+the input line (issue 13): 'g' for rg, 'MEM689' for MEM689, '16' for r16 (a register's
+token is the text after its `r`). It never holds a quote. validate.quote_problems checks
+an output against its input; copy_constraint makes the decoder keep to it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,13 @@ with their rD set-up, RET, HALT), numbers in decimal and hexadecimal, accents dr
 lines, varied case. One sentence may need several output lines; `meta["spans"]` gives how
 many output lines each input line produced. Every "full" output assembles.
 
+An error line quotes the offending text as the final sentence shows it, case variant included
+(a verbatim span of the input, issue 13).
+
+Style "templates" (the default) is exactly the above; style "broad" (broad.py) mixes these
+lines with paraphrases, about 30/70, drawn from its own random stream, so the templates
+style's sentences never change.
+
 Examples are unique by input + "|" + output (the thesis's key) and split 70/20/10 in
 generation order, so the splits share no example. Everything is drawn from one
 `random.Random(seed)`: the same seed gives the same files.
@@ -24,7 +31,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +44,9 @@ from tinylm.tasks.code2.errors_catalogue import error_line
 from tinylm.tasks.code2.isa import ADDRESS_REGISTER, BY_MNEMONIC, CONDITIONS, Instruction
 
 PRESETS = ("thesis", "full")
+# "templates": the templates alone (the thesis's own design; the thesis comparison uses it);
+# "broad": about 30 % template lines and 70 % paraphrases (broad.py, issue 13).
+STYLES = ("templates", "broad")
 DEFAULT_N = 36_000
 DEFAULT_SEED = 42
 SPLITS = (("train", 0.7), ("valid", 0.2), ("test", 0.1))
@@ -67,6 +77,10 @@ class _Line:
     template: int
     errors: list[str] = field(default_factory=list)  # catalogue codes
     error_kind: str | None = None  # "reg", "dir" or "both"
+    # An error line waits for the line's final casing: (code, k) pairs, k the marked span
+    # (see _mark) whose verbatim text the message quotes, or None for a message without one.
+    pending: list[tuple[str, int | None]] | None = None
+    final: bool = False  # text already in its final form (a broad-style paraphrase: broad.py)
 
 
 # --- shared wording helpers ----------------------------------------------------------------
@@ -128,6 +142,50 @@ _ACCENTS = str.maketrans("áéíóúüÁÉÍÓÚÜ", "aeiouuAEIOUU")
 def _strip_accents(s: str) -> str:
     # ñ stays: people typing without accents still have the key.
     return s.translate(_ACCENTS)
+
+
+# The quoted token of an Error line is the user's own text, verbatim (issue 13): the
+# offending span is marked while the sentence is built and read back once the sentence has
+# its final case. Private-use code points, which no template or token contains.
+_MARK_BASE = 0xE000
+_MARKED = re.compile("([\ue000-\ue0ff])(.*?)([\ue000-\ue0ff])")
+
+
+def _mark(k: int, tok: str) -> str:
+    """Span k around `tok` (an empty token stays unmarked: its message quotes nothing)."""
+    return f"{chr(_MARK_BASE + 2 * k)}{tok}{chr(_MARK_BASE + 2 * k + 1)}" if tok else ""
+
+
+def _unmark(text: str) -> tuple[str, dict[int, tuple[int, int]]]:
+    """The text without marks, and where each marked span k lies in it."""
+    spans: dict[int, tuple[int, int]] = {}
+    out: list[str] = []
+    pos = 0
+    for m in _MARKED.finditer(text):
+        out.append(text[pos : m.start()])
+        start = sum(map(len, out))
+        spans[(ord(m.group(1)) - _MARK_BASE) // 2] = (start, start + len(m.group(2)))
+        out.append(m.group(2))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out), spans
+
+
+def _resolve(line: _Line, recase: Callable[[str], str]) -> None:
+    """Give `line` its final text (`recase` applied) and, for an error line, its message,
+    quoting each marked span as it now reads in the text."""
+    if line.pending is None:  # nothing marked: a valid line
+        line.text = recase(line.text)
+        return
+    clean, spans = _unmark(line.text)
+    final = recase(clean)
+    if len(final) != len(clean):  # casing that changes lengths would move the spans
+        raise AssertionError(f"casing changed the length of {clean!r}")
+    line.text = final
+    problems = _dedupe([(code, "" if k is None else final[slice(*spans[k])]) for code, k in line.pending])
+    line.outputs = [error_line(problems)]
+    line.errors = [c for c, _ in problems]
+    line.pending = None
 
 
 def _register_phrase(rng: random.Random, designator: str) -> str:
@@ -197,45 +255,46 @@ def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def _thesis_memory_line(rng: random.Random, mnemonic: str) -> _Line:
     erroneous = rng.random() < ERROR_RATE
     kind = _choice(rng, ("reg", "dir", "both")) if erroneous else None
-    problems: list[tuple[str, str]] = []
+    pending: list[tuple[str, int | None]] = []
     reg = _below(rng, 16)
     designator = f"{reg:X}"
     if kind in ("reg", "both"):
-        designator, problem = _bad_register(rng)
-        problems.append(problem)
+        bad, (code, _) = _bad_register(rng)
+        designator = _mark(0, bad)
+        pending.append((code, 0 if bad else None))
     if kind in ("dir", "both"):
-        tok, addr_problems = _bad_address(rng)
-        problems += addr_problems
+        bad, addr_problems = _bad_address(rng)
+        tok = _mark(1, bad)
+        pending += [(code, 1 if bad else None) for code, _ in addr_problems]
     else:
         tok = _hex_token(rng, _between(rng, 1, 4))
     table = T.THESIS[mnemonic]
     k = _below(rng, len(table))
     addr_phrase = _choice(rng, _ADDRESS_FORMS).format(x=tok)
     text = _finish(table[k].format(reg=_register_phrase(rng, designator), addr=addr_phrase, a=tok))
-    if problems:
-        out = error_line(problems)
-    else:
-        value = int(tok, 16)
-        out = f"{_ins(mnemonic, rx=reg, v=value & 0xFF)} ; rD = {value >> 8:02X}00"
-    return _Line(text, [out], mnemonic, k, [c for c, _ in problems], kind)
+    if pending:
+        return _Line(text, [], mnemonic, k, [c for c, _ in pending], kind, pending)
+    value = int(tok, 16)
+    out = f"{_ins(mnemonic, rx=reg, v=value & 0xFF)} ; rD = {value >> 8:02X}00"
+    return _Line(text, [out], mnemonic, k)
 
 
 def _thesis_alu_line(rng: random.Random, mnemonic: str) -> _Line:
     regs = [_below(rng, 16) for _ in range(3)]  # d, s, t
     designators = [f"{r:X}" for r in regs]
-    problems: list[tuple[str, str]] = []
+    pending: list[tuple[str, int | None]] = []
     if rng.random() < ERROR_RATE:
         n_bad = rng.choices((1, 2, 3), weights=(16, 3, 1))[0]
         for pos in sorted(rng.sample(range(3), n_bad)):
-            designators[pos], problem = _bad_register(rng)
-            problems.append(problem)
+            bad, (code, _) = _bad_register(rng)
+            designators[pos] = _mark(pos, bad)
+            pending.append((code, pos if bad else None))
     table = T.THESIS[mnemonic]
     k = _below(rng, len(table))
     d, s, t = (_register_phrase(rng, x) for x in designators)
     text = _finish(table[k].format(d=d, s=s, t=t))
-    if problems:
-        problems = _dedupe(problems)
-        return _Line(text, [error_line(problems)], mnemonic, k, [c for c, _ in problems], "reg")
+    if pending:
+        return _Line(text, [], mnemonic, k, [c for c, _ in pending], "reg", pending)
     return _Line(text, [_ins(mnemonic, rx=regs[0], rs=regs[1], ra=regs[2])], mnemonic, k)
 
 
@@ -248,7 +307,8 @@ def _thesis_block(rng: random.Random) -> list[_Line]:
             line = _thesis_memory_line(rng, mnemonic)
         else:
             line = _thesis_alu_line(rng, mnemonic)
-        line.text = _case_variant(line.text, _choice(rng, CASE_VARIANTS))
+        variant = _choice(rng, CASE_VARIANTS)
+        _resolve(line, lambda text: _case_variant(text, variant))
         lines.append(line)
     return lines
 
@@ -417,8 +477,8 @@ class _FullBuilder:
 _STRUCTURES = _flatten((("plain", 6), ("branch", 2), ("call", 2)))
 
 
-def _full_block(rng: random.Random) -> list[_Line]:
-    b = _FullBuilder(rng)
+def _full_block(rng: random.Random, builder: type[_FullBuilder] = _FullBuilder) -> list[_Line]:
+    b = builder(rng)
     structure = _choice(rng, _STRUCTURES)
     lines: list[_Line]
     if structure == "plain":
@@ -444,6 +504,8 @@ def _full_block(rng: random.Random) -> list[_Line]:
         lines += [b.simple() for _ in range(_between(rng, 1, 3))]
         lines.append(b.ret())
     for line in lines:
+        if line.final:
+            continue
         text = _strip_accents(line.text) if rng.random() < 0.3 else line.text
         line.text = _case_variant(text, _choice(rng, CASE_VARIANTS))
     return lines
@@ -454,7 +516,7 @@ def _full_block(rng: random.Random) -> list[_Line]:
 _BLOCKS = {"thesis": _thesis_block, "full": _full_block}
 
 
-def _example(preset: str, lines: list[_Line]) -> Example:
+def _example(preset: str, lines: list[_Line], style: str = "templates") -> Example:
     meta = {
         "preset": preset,
         "n_lines": len(lines),
@@ -465,17 +527,29 @@ def _example(preset: str, lines: list[_Line]) -> Example:
     }
     if preset == "full":
         meta["spans"] = [len(ln.outputs) for ln in lines]
+    if style != "templates":
+        meta["style"] = style  # "templates" of a paraphrased line: -1
     return Example("\n".join(ln.text for ln in lines), "\n".join(o for ln in lines for o in ln.outputs), meta)
 
 
-def generate_examples(preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED) -> list[Example]:
-    """`n` unique examples (key input + "|" + output), deterministic for (preset, n, seed)."""
+def generate_examples(preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
+                      style: str = "templates") -> list[Example]:
+    """`n` unique examples (key input + "|" + output), deterministic for (preset, n, seed, style).
+    The "templates" style draws exactly what it always drew (the thesis split stays the same)."""
     if preset not in _BLOCKS:
         raise TinyLMError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    if style not in STYLES:
+        raise TinyLMError(f"unknown data style {style!r}; expected one of {', '.join(STYLES)}")
     if n < 1:
         raise TinyLMError(f"--n must be at least 1, got {n}")
-    rng = random.Random(f"code2/{preset}/{seed}")
-    make = _BLOCKS[preset]
+    if style == "templates":
+        rng = random.Random(f"code2/{preset}/{seed}")
+        make = _BLOCKS[preset]
+    else:
+        from tinylm.tasks.code2.broad import BLOCKS  # broad.py builds on this module
+
+        rng = random.Random(f"code2/{preset}/{style}/{seed}")
+        make = BLOCKS[preset]
     seen: set[str] = set()
     examples: list[Example] = []
     attempts = 0
@@ -483,7 +557,7 @@ def generate_examples(preset: str = "thesis", n: int = DEFAULT_N, seed: int = DE
         attempts += 1
         if attempts > 20 * n + 1000:
             raise TinyLMError(f"could not draw {n} unique {preset} examples (only {len(examples)} found)")
-        ex = _example(preset, make(rng))
+        ex = _example(preset, make(rng), style)
         key = ex.input + "|" + ex.output
         if key not in seen:
             seen.add(key)
@@ -504,10 +578,11 @@ def split_examples(examples: list[Example]) -> dict[str, list[Example]]:
 
 
 def generate_dataset(
-    out_dir: str | os.PathLike, preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED
+    out_dir: str | os.PathLike, preset: str = "thesis", n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
+    style: str = "templates",
 ) -> dict:
     """Write train/valid/test.jsonl and manifest.json into `out_dir`; returns the manifest."""
-    examples = generate_examples(preset, n, seed)
+    examples = generate_examples(preset, n, seed, style)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TinyLMError(f"--out {out} exists and is not a folder")
@@ -522,6 +597,7 @@ def generate_dataset(
     manifest = {
         "task": "code2",
         "preset": preset,
+        "style": style,
         "seed": seed,
         "n": len(examples),
         "splits": counts,

@@ -28,8 +28,8 @@ The references follow the generator's conventions wherever they decide a reading
   * full format: an absolute address sets rD first (`LLI rD,H'00'`, `LHI rD,H'hi'` only when the
     page is not 0), labels are written in lower case as the generator writes them.
 The quoted token of an `Error:` line is a verbatim span of its input line (issue 13): `rg` is
-reported as 'g' and `MEM689` as 'MEM689', where the generator upper-cases hex digits and a
-register's letter and lower-cases `mem` prefixes.
+reported as 'g' and `MEM689` as 'MEM689', as the generator now reports them too (its quotes are
+read from the final sentence, case kept).
 """
 
 from __future__ import annotations

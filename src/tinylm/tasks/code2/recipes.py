@@ -10,7 +10,8 @@ Figures: docs/code2.md. `tinylm code2 train --preset thesis|full` and
 `tinylm train --recipe code2-thesis|code2-full` run them (tasks/code2/train.py).
 
 The `task` table of a recipe holds what only CODE-2 training needs: which dataset
-(preset, size, seed), the unit the model translates (a line or a whole block), how the
+(preset, style, size, seed; both recipes train on the broad style: templates and paraphrases,
+issue 13), the unit the model translates (a line or a whole block), how the
 best checkpoint is chosen (exact match on validation blocks), and how batches are drawn.
 This module is read by `tinylm --help` (through the plug-in): it imports nothing heavy.
 """
@@ -25,12 +26,14 @@ from tinylm.errors import TinyLMError
 # The dataset: the generator's presets and the UGR thesis's size and seed
 # (generator.PRESETS, DEFAULT_N, DEFAULT_SEED; tests/code2_e2e check they agree).
 DATA_PRESETS = ("thesis", "full")
+DATA_STYLES = ("templates", "broad")  # generator.STYLES
 UNITS = ("line", "block")
 
 
 @dataclass
 class Code2Settings:
     data_preset: str = "thesis"
+    data_style: str = "templates"  # the generator's templates only, or "broad" (templates + paraphrases)
     n: int = 36_000  # examples generated (split 70/20/10)
     seed: int = 42
     unit: str = "line"  # what one prompt is: a line of the description, or the whole block
@@ -46,6 +49,8 @@ class Code2Settings:
     def __post_init__(self) -> None:
         if self.data_preset not in DATA_PRESETS:
             raise TinyLMError(f"data_preset {self.data_preset!r} is not one of {', '.join(DATA_PRESETS)}")
+        if self.data_style not in DATA_STYLES:
+            raise TinyLMError(f"data_style {self.data_style!r} is not one of {', '.join(DATA_STYLES)}")
         if self.unit not in UNITS:
             raise TinyLMError(f"unit {self.unit!r} is not one of {', '.join(UNITS)}")
         if (self.em_every < 0 or min(self.em_blocks, self.final_blocks, self.bucket_batches) < 1
@@ -60,13 +65,15 @@ _TRAIN = dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=
 
 RECIPES: dict[str, dict[str, Any]] = {
     "code2-thesis": dict(
-        description="Spanish -> CODE-2 lines, the UGR thesis's dataset; hard error lines drawn more often",
+        description="Spanish -> CODE-2 lines, the UGR thesis's instructions, templates + paraphrases; "
+                    "hard error lines drawn more often",
         preset="llama-style-nano", model=_MODEL, tokenizer="bpe", vocab_size=512, train=_TRAIN,
-        task=dict(data_preset="thesis", unit="line", em_every=1000, em_blocks=100, error_weight=2.0),
+        task=dict(data_preset="thesis", data_style="broad", unit="line", em_every=1000, em_blocks=100, error_weight=2.0),
     ),
     "code2-full": dict(
-        description="Spanish -> CODE-2 lines, every instruction; decimal numerals shown with their hex value",
+        description="Spanish -> CODE-2 lines, every instruction, templates + paraphrases; decimal numerals shown "
+                    "with their hex value",
         preset="llama-style-nano", model=_MODEL, tokenizer="bpe", vocab_size=512, train=_TRAIN,
-        task=dict(data_preset="full", unit="line", em_every=1000, em_blocks=100, hex_hints=True),
+        task=dict(data_preset="full", data_style="broad", unit="line", em_every=1000, em_blocks=100, hex_hints=True),
     ),
 }

@@ -27,6 +27,13 @@ So syntactic, semantic and equivalent partition the non-exact predictions; long_
 omitted_instruction and wrong_register cut across syntactic and semantic, as in the thesis
 (an equivalent prediction is no error, so it gets no other category).
 
+Splits. `train` and `valid` are drawn in the model's data style (its recipe's `data_style`:
+"templates" or "broad", see generator.STYLES), since they are what it trains and is chosen
+on; `test` is always the templates style, the thesis's own test split, so the comparison
+with the thesis stays the same for every model; `test-broad` is the broad style's test split;
+`handwritten` is the hand-written development set of the preset's format (handwritten.py),
+never used for training or choosing a model.
+
 Units. A model trained with unit "line" (the recipes) translates a description line by
 line: line i of the input gives line(s) i of the output, exactly how the dataset is built,
 so `prompts` splits the input into its non-blank lines and `join` puts the answers back
@@ -45,13 +52,14 @@ from tinylm.generation import LogitsProcessor
 from tinylm.tasks.code2.copy_constraint import CopiedFromInput
 from tinylm.tasks.code2.equivalence import equivalent
 from tinylm.tasks.code2.errors_catalogue import is_error_line
-from tinylm.tasks.code2.generator import DEFAULT_N, DEFAULT_SEED, PRESETS, generate_examples, split_examples
+from tinylm.tasks.code2.generator import DEFAULT_N, DEFAULT_SEED, PRESETS, STYLES, generate_examples, split_examples
+from tinylm.tasks.code2.handwritten import load_handwritten
 from tinylm.tasks.code2.numerals import add_hex_hints
 from tinylm.tasks.code2.recipes import UNITS
-from tinylm.tasks.code2.validate import syntax_check
+from tinylm.tasks.code2.validate import quote_problems, syntax_check
 
-SPLITS = ("train", "valid", "test")
-SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
+SPLITS = ("train", "valid", "test", "test-broad", "handwritten")
+SPLIT_ALIASES = {"val": "valid", "validation": "valid", "broad": "test-broad"}
 LONG_BLOCK = 9  # lines; the thesis's "critical length"
 # The longest answers in the generated datasets are 133 bytes for one line and 559 for a
 # block (thesis preset; full: 45 and 272): these bounds leave room to spare.
@@ -95,18 +103,24 @@ def line_pairs(examples: list[dict[str, Any]]) -> list[dict[str, str]]:
     return pairs
 
 
-@lru_cache(maxsize=2)
-def _generated(preset: str, n: int, seed: int) -> dict[str, list[dict[str, Any]]]:
-    parts = split_examples(generate_examples(preset, n, seed))
+@lru_cache(maxsize=4)
+def _generated(preset: str, n: int, seed: int, style: str) -> dict[str, list[dict[str, Any]]]:
+    parts = split_examples(generate_examples(preset, n, seed, style))
     return {name: [{"input": e.input, "output": e.output, "meta": e.meta} for e in part] for name, part in parts.items()}
 
 
 def load_examples(split: str, preset: str = "thesis", data: str | None = None,
-                  n: int = DEFAULT_N, seed: int = DEFAULT_SEED) -> list[dict[str, Any]]:
-    """A split as dicts: read from data/<split>.jsonl, or generated (deterministic for preset, n, seed)."""
+                  n: int = DEFAULT_N, seed: int = DEFAULT_SEED, style: str = "templates") -> list[dict[str, Any]]:
+    """A split as dicts: read from data/<split>.jsonl, or generated (deterministic for preset, n,
+    seed and style; `test` is always the templates style, `test-broad` the broad one), or the
+    hand-written set (`handwritten`)."""
     split = SPLIT_ALIASES.get(split, split)
     if split not in SPLITS:
         raise TinyLMError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if style not in STYLES:
+        raise TinyLMError(f"unknown data style {style!r}; choose one of: {', '.join(STYLES)}")
+    if split == "handwritten":
+        return load_handwritten(preset)
     if data is not None:
         from pathlib import Path
 
@@ -115,8 +129,14 @@ def load_examples(split: str, preset: str = "thesis", data: str | None = None,
         folder = Path(data)
         if not folder.is_dir():
             raise TinyLMError(f"--data {data}: not a folder (expected train/valid/test.jsonl from `tinylm code2 gen-data`)")
+        if split == "test-broad":
+            raise TinyLMError("--data holds one style's splits: evaluate its test split (--split test)")
         return read_pairs(folder / f"{split}.jsonl")
-    return _generated(preset, n, seed)[split]
+    if split == "test":
+        return _generated(preset, n, seed, "templates")["test"]
+    if split == "test-broad":
+        return _generated(preset, n, seed, "broad")["test"]
+    return _generated(preset, n, seed, style)[split]
 
 
 class Code2Task:
@@ -126,6 +146,7 @@ class Code2Task:
         "syntax_valid": "syntactic validity (every line valid)",
         "exec_equal": "execution accuracy (emulator)",
         "line_accuracy": "lines exactly right",
+        "quotes_verbatim": "Error lines quote only the input",
     }
     error_labels = {
         "syntactic": "syntactic",
@@ -137,18 +158,22 @@ class Code2Task:
     }
 
     def __init__(self, preset: str = "thesis", unit: str = "line", data: str | None = None,
-                 n: int = DEFAULT_N, seed: int = DEFAULT_SEED, hex_hints: bool = False) -> None:
+                 n: int = DEFAULT_N, seed: int = DEFAULT_SEED, hex_hints: bool = False,
+                 style: str = "templates") -> None:
         if preset not in PRESETS:
             raise TinyLMError(f"unknown code2 preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         if unit not in UNITS:
             raise TinyLMError(f"unknown code2 unit {unit!r}; choose one of: {', '.join(UNITS)}")
+        if style not in STYLES:
+            raise TinyLMError(f"unknown code2 data style {style!r}; choose one of: {', '.join(STYLES)}")
         self.preset, self.unit, self.data, self.n, self.seed = preset, unit, data, n, seed
+        self.style = style  # of train and valid: the model's training data
         self.hex_hints = hex_hints  # numerals annotated with their hex value (numerals.py)
         self.anchor = THESIS_ANCHOR if preset == "thesis" else None
         self.max_answer_bytes = MAX_ANSWER_BYTES[unit]
 
     def load_split(self, split: str, limit: int | None = None) -> list[Example]:
-        rows = load_examples(split, self.preset, self.data, self.n, self.seed)
+        rows = load_examples(split, self.preset, self.data, self.n, self.seed, self.style)
         rows = rows if limit is None else rows[:limit]
         return [Example(r["input"], r["output"], r.get("meta") or {}) for r in rows]
 
@@ -172,6 +197,7 @@ class Code2Task:
             "syntax_valid": float(not syntax_check(prediction, self.preset)),
             "exec_equal": float(equivalent(prediction, example.reference, variant=self.preset).equal),
             "line_accuracy": right / max(len(pred), len(ref)),
+            "quotes_verbatim": float(not quote_problems(prediction, example.input)),
         }
 
     def taxonomy(self, example: Example, prediction: str, scores: dict[str, float]) -> list[str]:
@@ -184,6 +210,29 @@ class Code2Task:
         if self.preset != "thesis":
             return None
         return CopiedFromInput(tokenizer, prompts, num_beams)
+
+
+    def breakdown(self, split: str, records: list[dict[str, Any]], limit: int | None = None) -> dict[str, Any] | None:
+        """Per category of the hand-written set (meta["categories"]): examples, exact match and
+        execution accuracy; None for the generated splits, which have no categories."""
+        if split != "handwritten":
+            return None
+        return category_breakdown(self.load_split(split, limit), records)
+
+
+def category_breakdown(examples: list[Example], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """{category: {"n", "exact_match", "exec_equal", "quotes_verbatim"}} over the examples having
+    it, plus "all"."""
+    groups: dict[str, list[dict[str, Any]]] = {"all": list(records)}
+    for ex, record in zip(examples, records, strict=True):
+        for category in ex.meta.get("categories", ()):
+            groups.setdefault(category, []).append(record)
+    return {
+        cat: {"n": len(rs), "exact_match": sum(r["exact_match"] for r in rs) / len(rs),
+              "exec_equal": sum(r["scores"]["exec_equal"] for r in rs) / len(rs),
+              "quotes_verbatim": sum(r["scores"]["quotes_verbatim"] for r in rs) / len(rs)}
+        for cat, rs in sorted(groups.items(), key=lambda kv: (kv[0] != "all", kv[0]))
+    }
 
 
 def classify_error(prediction: str, reference: str, length: int, scores: dict[str, float]) -> list[str]:
@@ -211,4 +260,4 @@ def create(model_extra: dict[str, Any], data: str | None, preset: str | None) ->
     info = model_extra.get("code2") or {}
     return Code2Task(preset=preset or info.get("data_preset", "thesis"), unit=info.get("unit", "line"), data=data,
                      n=info.get("n", DEFAULT_N), seed=info.get("seed", DEFAULT_SEED),
-                     hex_hints=info.get("hex_hints", False))
+                     hex_hints=info.get("hex_hints", False), style=info.get("data_style", "templates"))

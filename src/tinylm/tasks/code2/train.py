@@ -4,12 +4,13 @@
     lm = tinylm.load(summary.model_dir)
 
 The run set-up is the shared one (tinylm.training.run); what CODE-2 adds, in order:
-1. the dataset: generated in memory from the recipe's preset, size and seed (the UGR
-   thesis's 36 000 examples split 70/20/10), or read from `data/{train,valid}.jsonl`;
+1. the dataset: generated in memory from the recipe's preset, style (templates, or broad:
+   templates and paraphrases), size and seed (the UGR thesis's 36 000 examples split
+   70/20/10), or read from `data/{train,valid}.jsonl`;
 2. the pairs: with unit "line", every block is cut into its lines (input line i -> output
    line(s) i, see task.line_pairs), each a `[bos] line [sep] output [eos]` sequence with the
    loss on the output only; with unit "block", whole blocks. config.extra["code2"] records
-   the data preset and unit, so the evaluator and `translate` know how to prompt the model;
+   the data preset, style and unit, so the evaluator and `translate` know how to prompt the model;
 3. length-bucketed batches (bucketing.py), hard lines drawn more often (error_weight), and
    two callbacks: one shortens the lr schedule if the steps would not fit in the time
    budget (train.time_budget_s), one decodes validation blocks every `em_every` steps and
@@ -163,17 +164,17 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / EM_LOG).unlink(missing_ok=True)
 
-    train_blocks = load_examples("train", s.data_preset, data, s.n, s.seed)
-    val_blocks = load_examples("valid", s.data_preset, data, s.n, s.seed)
-    task = Code2Task(s.data_preset, s.unit, data, s.n, s.seed, s.hex_hints)
+    train_blocks = load_examples("train", s.data_preset, data, s.n, s.seed, s.data_style)
+    val_blocks = load_examples("valid", s.data_preset, data, s.n, s.seed, s.data_style)
+    task = Code2Task(s.data_preset, s.unit, data, s.n, s.seed, s.hex_hints, s.data_style)
     train_pairs, val_pairs = _pairs(train_blocks, task), _pairs(val_blocks, task)
     n_val = cfg.eval_batches * cfg.batch_size  # the Trainer's val loss reads only these
-    extra = {"task": "code2", "code2": {"data_preset": s.data_preset, "unit": s.unit, "n": s.n, "seed": s.seed,
-                                        "hex_hints": s.hex_hints, "recipe": recipe.name}}
+    extra = {"task": "code2", "code2": {"data_preset": s.data_preset, "data_style": s.data_style, "unit": s.unit,
+                                        "n": s.n, "seed": s.seed, "hex_hints": s.hex_hints, "recipe": recipe.name}}
     run = prepare_run(recipe, cfg, Pairs(train_pairs, val_pairs[:n_val]), task_extra=extra, started=start)
     budget = cfg.time_budget_s
     if not quiet:
-        say(f"code2 {s.data_preset}: {len(train_blocks)} training blocks -> {len(run.train_data)} {s.unit} pairs; "
+        say(f"code2 {s.data_preset} ({s.data_style}): {len(train_blocks)} training blocks -> {len(run.train_data)} {s.unit} pairs; "
             f"{recipe.tokenizer} tokenizer ({run.tokenizer.vocab_size} tokens); model {recipe.preset}, "
             f"{run.model.num_params():,} parameters; " + (f"budget {budget:.0f}s" if budget else f"{cfg.max_steps} steps"))
 

@@ -56,6 +56,26 @@ def line_problem(line: str, variant: str = "thesis") -> str | None:
     return None
 
 
+def quote_problems(output: str, description: str) -> list[str]:
+    """What an output quotes that its description did not say: for every `Error:` line, each
+    quoted token (quotes paired left to right) must be a non-empty verbatim span of the
+    description, case kept, and no token may hold a quote (an odd number of quotes leaves one
+    inside; a quote in the middle of a token splits it into pieces that are not spans). Whether
+    the message around the quotes is the catalogue's is syntax_check's business. [] when all
+    is well."""
+    problems = []
+    for number, line in enumerate(output.split("\n"), start=1):
+        if not errors_catalogue.is_error_line(line):
+            continue
+        parts = line.split("'")
+        if len(parts) % 2 == 0:
+            problems.append(f"line {number}: an odd number of quotes (a quote inside a token, or one unclosed)")
+        for token in parts[1:-1:2]:
+            if not token or token not in description:
+                problems.append(f"line {number}: '{token}' is not a piece of the description")
+    return problems
+
+
 def is_valid_line(line: str, variant: str = "thesis") -> bool:
     return line_problem(line, variant) is None
 
