@@ -17,6 +17,10 @@ what a checkpoint records. Its class says three things about it:
   saved; it must keep the state_dict of what it replaces (same names, same values), so that
   saving a transformed model writes the plain weights.
 - reversible: `undo(model)` puts back the very modules it replaced.
+
+Undo and merge go last in, first out: a later transform may have replaced modules inside the
+ones an earlier transform installed (prepare_for_inference prepares the plain layer inside a
+LoRA layer).
 - mergeable: `merge(model)` replaces its modules by plain ones that compute the same thing
   (LoRA: W + BA in one nn.Linear). export-hf merges mergeable transforms and refuses the rest.
 
@@ -83,11 +87,11 @@ class Transform:
         index = next((i for i, t in enumerate(model.transforms) if t is self), None)
         if index is None or self._installed is None:
             raise ValueError(f"this {self.name} transform is not applied to this model")
-        # A later transform may have replaced some of our modules again: it must go first.
-        moved = [name for name, m in self._installed.items() if model.get_submodule(name) is not m]
-        if moved:
-            later = ", ".join(t.name for t in model.transforms[index + 1:])
-            raise TinyLMError(f"model transform {self.name}: undo the transforms applied after it first ({later})")
+        # Later transforms may have replaced our modules or what is inside them: last in, first out.
+        later = model.transforms[index + 1:]
+        if later:
+            names = ", ".join(t.name for t in later)
+            raise TinyLMError(f"model transform {self.name}: undo the transforms applied after it first ({names})")
         replace_modules(model, modules)
         del model.transforms[index]
         self._originals, self._installed = None, None
