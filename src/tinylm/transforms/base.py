@@ -31,6 +31,7 @@ one model (it remembers what it replaced); apply a new one to another model.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,7 +44,7 @@ TRANSFORMS: dict[str, type["Transform"]] = {}
 
 
 @dataclass
-class Transform:
+class Transform(ABC):
     name: ClassVar[str]
     persistent: ClassVar[bool] = False
     reversible: ClassVar[bool] = True
@@ -53,9 +54,9 @@ class Transform:
     _originals: dict[str, nn.Module] | None = field(default=None, init=False, repr=False, compare=False)
     _installed: dict[str, nn.Module] | None = field(default=None, init=False, repr=False, compare=False)
 
+    @abstractmethod
     def replacements(self, model: GPT) -> dict[str, nn.Module]:
         """The modules to install, by the qualified name of the module each replaces."""
-        raise NotImplementedError
 
     def merged(self, model: GPT) -> dict[str, nn.Module]:
         """Plain modules computing what this transform's modules compute, by qualified name."""
@@ -109,6 +110,7 @@ def replace_modules(model: nn.Module, modules: dict[str, nn.Module]) -> dict[str
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         old[name] = parent.get_submodule(child)  # raises AttributeError for a name that is not there
+        module.train(parent.training)  # a new module follows its model's mode (dropout, prepared layers)
         setattr(parent, child, module)
     return old
 
