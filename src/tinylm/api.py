@@ -30,6 +30,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
 from tinylm.model import GPT
 from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, load_tokenizer
+from tinylm.transforms import prepare_for_inference
 
 
 @dataclass
@@ -118,9 +119,11 @@ def generation_config(**settings: Any) -> GenerationConfig:
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> LanguageModel:
-    """Load a checkpoint folder (config.json + model.safetensors + tokenizer.json)."""
+    """Load a checkpoint folder (config.json + model.safetensors + tokenizer.json), prepared for
+    inference (tinylm.transforms.prepare_for_inference: decoding layouts; `lm.model` cannot be
+    trained until that transform is undone)."""
     path = Path(path)
-    model = load_model(path, device=device)
+    model = prepare_for_inference(load_model(path, device=device))
     if not (path / TOKENIZER_FILENAME).is_file():
         raise TinyLMError(f"checkpoint {path} has no {TOKENIZER_FILENAME}")
     return LanguageModel(model, load_tokenizer(path / TOKENIZER_FILENAME), path)

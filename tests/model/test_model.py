@@ -4,11 +4,13 @@
 - the explicit attention path and the fused SDPA path agree;
 - our LayerNorm/RMSNorm match torch's reference layers;
 - a left-padded row gives the same logits as the row alone;
-- GQA with n_kv_head == n_head is exactly MHA;
-- num_params matches a hand count, and config validation rejects bad values.
+- attention with n_kv_head == n_head is multi-head attention written out by hand, and GQA is
+  MHA with each key/value head repeated for its group of query heads;
+- num_params matches a hand count from the config, and config validation rejects bad values.
 """
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -31,7 +33,9 @@ def tiny(**kw) -> ModelConfig:
 @pytest.mark.parametrize("position,norm,placement,ffn", OPTIONS)
 def test_every_option_trains_one_step(position, norm, placement, ffn):
     torch.manual_seed(0)
-    model = GPT(tiny(position=position, norm=norm, norm_placement=placement, ffn=ffn, dropout=0.1))
+    cfg = tiny(position=position, norm=norm, norm_placement=placement, ffn=ffn, dropout=0.1)
+    model = GPT(cfg)
+    assert model.num_params() == hand_count(cfg)
     idx = torch.randint(0, 61, (3, 24))
     logits, loss = model(idx, idx)
     assert logits.shape == (3, 24, 61)
@@ -83,23 +87,82 @@ def test_left_padding_is_invisible(position):
     assert torch.allclose(model(padded, cache=cache)[0][:, 5:], alone, atol=1e-5)
 
 
-def test_gqa_with_all_heads_is_mha():
+def _mha_by_hand(x: torch.Tensor, attn) -> torch.Tensor:
+    """Multi-head causal attention written out: per head, softmax(q k^T / sqrt(d) + causal) v."""
+    B, T, C = x.shape
+    H, D = attn.n_head, C // attn.n_head
+    q, k, v = (x @ attn.qkv.weight.T + attn.qkv.bias).split(C, dim=-1)
+    heads = []
+    for h in range(H):
+        qh, kh, vh = (t[..., h * D:(h + 1) * D] for t in (q, k, v))
+        scores = qh @ kh.transpose(1, 2) / math.sqrt(D)
+        scores = scores.masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf"))
+        heads.append(torch.softmax(scores, dim=-1) @ vh)
+    return torch.cat(heads, dim=-1) @ attn.proj.weight.T + attn.proj.bias
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_gqa_with_all_heads_is_mha(attention):
     torch.manual_seed(4)
-    mha = GPT(tiny(position="rope")).eval()
-    gqa = GPT(tiny(position="rope", n_kv_head=4)).eval()
-    gqa.load_state_dict(mha.state_dict())
+    model = GPT(tiny(n_kv_head=4, attention=attention)).eval()
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        for p in attn.parameters():  # random biases too: a dropped bias must show
+            p.normal_(0, 0.3)
+        x = torch.randn(2, 10, 32)
+        torch.testing.assert_close(attn(x, None, None, None), _mha_by_hand(x, attn), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_gqa_is_mha_with_each_kv_head_repeated_for_its_group(attention):
+    torch.manual_seed(5)
+    gqa = GPT(tiny(position="rope", n_kv_head=2, attention=attention)).eval()
+    mha = GPT(tiny(position="rope", attention=attention)).eval()
+    H, H_kv, D = 4, 2, 8
+    state = gqa.state_dict()
+    for i in range(2):
+        key = f"blocks.{i}.attn.qkv"
+        for part in ("weight", "bias"):
+            q, k, v = state[f"{key}.{part}"].split([H * D, H_kv * D, H_kv * D])
+            # query heads 0,1 read kv head 0; 2,3 read kv head 1 (consecutive groups)
+            k, v = (t.view(H_kv, D, *t.shape[1:]).repeat_interleave(H // H_kv, dim=0).reshape(H * D, *t.shape[1:])
+                    for t in (k, v))
+            state[f"{key}.{part}"] = torch.cat([q, k, v])
+    mha.load_state_dict(state)
     idx = torch.randint(0, 61, (2, 24))
-    assert torch.equal(mha(idx)[0], gqa(idx)[0])
+    with torch.no_grad():
+        torch.testing.assert_close(gqa(idx)[0], mha(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def hand_count(cfg: ModelConfig) -> int:
+    """Parameters of a GPT with `cfg`, counted from the architecture (tied head counted once)."""
+    d, V, L, h, b = cfg.n_embd, cfg.vocab_size, cfg.n_layer, cfg.hidden_dim, int(cfg.bias)
+    linear = lambda i, o: i * o + b * o  # noqa: E731
+    norm = 2 * d if cfg.norm == "layernorm" and cfg.bias else d
+    attn = linear(d, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim) + linear(d, d)
+    ffn = {"swiglu": 2 * linear(d, h) + linear(h, d), "mlp3": linear(d, h) + linear(h, h) + linear(h, d)}.get(
+        cfg.ffn, linear(d, h) + linear(h, d))
+    positions = cfg.block_size * d if cfg.position == "learned" else 0  # sinusoidal/RoPE: tables, not weights
+    final_norm = norm if cfg.norm_placement == "pre" else 0
+    head = 0 if cfg.tie_weights else V * d
+    return V * d + positions + L * (2 * norm + attn + ffn) + final_norm + head
 
 
 def test_num_params_by_hand():
     cfg = tiny(bias=True, tie_weights=True, ffn="gelu", position="learned")
     d, V, T, L = cfg.n_embd, cfg.vocab_size, cfg.block_size, cfg.n_layer
     per_block = (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 4 * d
-    assert GPT(cfg).num_params() == V * d + T * d + L * per_block + 2 * d
+    assert GPT(cfg).num_params() == V * d + T * d + L * per_block + 2 * d == hand_count(cfg)
     untied = GPT(tiny(tie_weights=False))
     assert untied.num_params() == GPT(cfg).num_params() + V * d
     assert GPT(cfg).flops_per_token(seq_len=1) >= 2 * GPT(cfg).num_params(exclude_embeddings=True)
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("bias,tie_weights,n_kv_head", list(itertools.product([True, False], [True, False], [None, 2])))
+def test_num_params_matches_the_hand_count(norm, bias, tie_weights, n_kv_head):
+    cfg = tiny(norm=norm, bias=bias, tie_weights=tie_weights, n_kv_head=n_kv_head, ffn="swiglu")
+    assert GPT(cfg).num_params() == hand_count(cfg)
 
 
 def test_weight_tying_shares_the_tensor():
@@ -128,7 +191,7 @@ def test_unknown_config_field_is_a_user_error():
 def test_presets_build():
     for name in preset_names():
         cfg = model_config(name, vocab_size=100, block_size=16)
-        assert GPT(cfg).num_params() > 0
+        assert GPT(cfg).num_params() == hand_count(cfg), name
     assert model_config("llama-style-nano").kv_heads < model_config("llama-style-nano").n_head
     with pytest.raises(TinyLMError, match="unknown preset"):
         model_config("gpt5")

@@ -18,6 +18,7 @@ import torch
 from tinylm.generation import Engine, GenerationConfig
 from tinylm.model import GPT
 from tinylm.presets import model_config
+from tinylm.transforms import prepare_for_inference
 
 PROMPT_LEN = 16
 
@@ -42,7 +43,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     cfg = model_config("llama-style-small", vocab_size=4096)
     model = GPT(cfg).eval()
     hf = to_hf(model).eval()
-    engine = Engine(model)
+    engine = Engine(prepare_for_inference(model))
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     rows = []
     for batch in (1, 8):

@@ -212,6 +212,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from tinylm.constrain import GrammarProcessor, compile_grammar
     from tinylm.model import GPT
     from tinylm.presets import model_config
+    from tinylm.transforms import prepare_for_inference
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -219,7 +220,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         new_tokens, runs, seeds = (32, 2, 2) if quick else (128, 9, 8)
         tok = _char_tokenizer()
         torch.manual_seed(0)
-        model = GPT(model_config("llama-style-nano", vocab_size=tok.vocab_size, block_size=256, n_kv_head=None)).eval()
+        model = prepare_for_inference(GPT(model_config("llama-style-nano", vocab_size=tok.vocab_size, block_size=256, n_kv_head=None)))
         engine = Engine(model, tok)
         rows = []
         with torch.inference_mode():

@@ -17,6 +17,7 @@ import torch
 from tinylm.generation import Engine, GenerationConfig
 from tinylm.model import GPT
 from tinylm.presets import model_config
+from tinylm.transforms import prepare_for_inference
 
 PROMPT_LEN = 16
 
@@ -35,7 +36,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     lengths = [64, 128] if quick else [64, 256, 512, 1024]
     torch.manual_seed(0)
     cfg = model_config("llama-style-nano", vocab_size=256, block_size=PROMPT_LEN + max(lengths))
-    model = GPT(cfg).eval()
+    model = prepare_for_inference(GPT(cfg))
     engine = Engine(model)
     prompt = torch.randint(0, 256, (PROMPT_LEN,)).tolist()
     rows = []

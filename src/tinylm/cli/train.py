@@ -206,6 +206,7 @@ def _print_samples(model, tokenizer, data, n: int, n_tokens: int, seed: int) -> 
     """Sample from the model: answers to the first prompts of paired data, or fresh text."""
     from tinylm.data import PairedDataset
     from tinylm.generation import Engine, GenerationConfig
+    from tinylm.transforms import prepared_for_inference
 
     if n <= 0 or n_tokens <= 0:
         return
@@ -217,7 +218,9 @@ def _print_samples(model, tokenizer, data, n: int, n_tokens: int, seed: int) -> 
         prompts = [[tokenizer.eos_id]] * n
     # Samples stop at the model's context length (the engine does not slide its window).
     config = GenerationConfig(max_new_tokens=n_tokens, temperature=0.8, seed=seed)
-    for i, (prompt, result) in enumerate(zip(prompts, Engine(model, tokenizer).generate(prompts, config)), 1):
+    with prepared_for_inference(model):
+        results = Engine(model, tokenizer).generate(prompts, config)
+    for i, (prompt, result) in enumerate(zip(prompts, results), 1):
         shown = f" {tokenizer.decode(prompt)!r} ->" if paired else ""
         print(f"--- sample {i}:{shown}\n{result.text}")
 

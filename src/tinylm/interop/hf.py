@@ -28,6 +28,11 @@ Exported folder (what `AutoModelForCausalLM`/`AutoTokenizer.from_pretrained` and
       tokenizer.json          the `tokenizers` library's format (if the model has a tokenizer)
       tokenizer_config.json   PreTrainedTokenizerFast, special tokens, split_special_tokens
 
+Model transforms (tinylm/transforms/). HF's classes hold plain layers only, so export folds
+the model's transforms into plain weights first, on a copy (LoRA's W + BA, say), and refuses,
+in one line, a model with a transform that cannot be merged. Non-persistent transforms such
+as prepare_for_inference keep the plain weights and merge by being undone.
+
 Tokenizers. Byte-level BPE is already a `tokenizers` object: its JSON is written as is. The
 char tokenizer is rebuilt as an HF BPE model with no merges and `byte_fallback=True` (the
 scheme Llama's tokenizer uses): the vocabulary is the same ids - specials, one token per
@@ -43,6 +48,7 @@ transformers is an optional dependency (`pip install tinylm[hf]`); it is importe
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -57,6 +63,7 @@ from tinylm.errors import TinyLMError
 from tinylm.atomic_files import atomic_folder, atomic_write, read_json, write_json
 from tinylm.model import GPT
 from tinylm.tokenizers import SPECIAL_TOKENS, BPETokenizer, CharTokenizer, Tokenizer
+from tinylm.transforms import merge_all
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -241,7 +248,13 @@ def to_hf(model: GPT, tokenizer: Tokenizer | None = None) -> "PreTrainedModel":
     """A transformers GPT2LMHeadModel or LlamaForCausalLM with `model`'s weights, in eval mode.
 
     `tokenizer` only sets the config's bos/eos/pad token ids (what HF `generate` stops on).
+    A model with transforms is exported with them merged (`model` itself is left as it is).
     """
+    if model.transforms:
+        try:
+            model = merge_all(copy.deepcopy(model))
+        except TinyLMError as e:
+            raise TinyLMError(f"cannot export to Hugging Face format: {e}") from None
     cfg = model.config
     arch = hf_architecture(cfg)
     hf = getattr(require_transformers(), arch)(_hf_config(cfg, arch, tokenizer))

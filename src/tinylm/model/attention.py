@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.config import ModelConfig
-from tinylm.model.inference import InferenceLinear, inferring
 from tinylm.model.kv_cache import KVCache
 from tinylm.model.positions import rotate
 
@@ -33,7 +32,6 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.explicit = cfg.attention == "explicit"
-        self.qkv_t, self.proj_t = InferenceLinear(), InferenceLinear()
 
     def forward(
         self,
@@ -46,8 +44,7 @@ class CausalSelfAttention(nn.Module):
         rope: cos and sin tables shaped (B or 1, T, 1, D), or None."""
         B, T, _ = x.shape
         H, H_kv = self.n_head, self.n_kv_head
-        fast = inferring(self)
-        qkv = self.qkv_t.linear(x, self.qkv) if fast else self.qkv(x)
+        qkv = self.qkv(x)
         # Heads stay in (B, T, heads, D) order until attention: the query and key heads are
         # adjacent there, so RoPE rotates both in one go.
         qk, v = qkv.view(B, T, H + 2 * H_kv, self.head_dim).split([H + H_kv, H_kv], dim=2)
@@ -69,8 +66,6 @@ class CausalSelfAttention(nn.Module):
                 enable_gqa=self.n_kv_head != self.n_head,
             )
         y = y.transpose(1, 2).reshape(B, T, H * self.head_dim)
-        if fast:
-            return self.proj_t.linear(y, self.proj)
         return self.resid_dropout(self.proj(y))
 
     def _explicit(

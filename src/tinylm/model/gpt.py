@@ -7,11 +7,17 @@ Each block is attention then a feed-forward network, each wrapped in a residual
 connection. Pre-norm (GPT-2, Llama) normalizes the input of each sublayer and keeps the
 residual stream untouched, which trains stably without warm-up tricks; post-norm (the
 original 2017 transformer) normalizes after each residual addition.
+
+Every module here has one forward, the one training runs. Anything else (the faster
+inference layouts today; quantization or LoRA the same way) is a transform
+(tinylm/transforms/): it swaps modules of a built GPT for others and is listed, in order of
+application, in `GPT.transforms`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +26,12 @@ from torch import nn
 from tinylm.config import ModelConfig
 from tinylm.model.attention import CausalSelfAttention
 from tinylm.model.ffn import make_ffn
-from tinylm.model.inference import InferenceLinear, inferring
 from tinylm.model.kv_cache import KVCache
 from tinylm.model.norms import make_norm
 from tinylm.model.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions
+
+if TYPE_CHECKING:
+    from tinylm.transforms import Transform
 
 
 class Block(nn.Module):
@@ -47,6 +55,7 @@ class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.config = cfg
+        self.transforms: list[Transform] = []  # applied in this order (tinylm.transforms)
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos_emb: nn.Module | None = None
         self.rope: RotaryEmbedding | None = None
@@ -65,7 +74,6 @@ class GPT(nn.Module):
             # The same matrix maps tokens to vectors and vectors back to token scores:
             # fewer parameters, and in small models usually a lower loss.
             self.lm_head.weight = self.tok_emb.weight
-        self.lm_head_t = InferenceLinear()
         self.apply(self._init_weights)
         # GPT-2: each residual branch adds to the stream, so its last projection starts
         # smaller (std / sqrt(2 * n_layer)) to keep the stream's variance from growing with depth.
@@ -120,7 +128,7 @@ class GPT(nn.Module):
             x = self.norm_f(x)
         if last_only:
             x = x[:, -1:]
-        logits = self.lm_head_t.linear(x, self.lm_head) if inferring(self) else self.lm_head(x)
+        logits = self.lm_head(x)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)

@@ -69,11 +69,13 @@ class BestByExactMatch:
         from tinylm.api import LanguageModel
         from tinylm.evaluation.harness import predict
         from tinylm.generation import GenerationConfig
+        from tinylm.transforms import prepared_for_inference
 
         t0 = time.perf_counter()
         lm = LanguageModel(model, self.tokenizer)
         config = GenerationConfig(temperature=0.0, max_new_tokens=model.config.block_size)
-        preds, _ = predict(lm, self.task, [b["input"] for b in blocks], config)
+        with prepared_for_inference(model):  # decoding layouts for the check, the plain model after
+            preds, _ = predict(lm, self.task, [b["input"] for b in blocks], config)
         lines = right = exact = 0
         for b, pred in zip(blocks, preds):
             ref_lines, pred_lines = b["output"].split("\n"), pred.split("\n")
