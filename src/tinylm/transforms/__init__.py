@@ -6,6 +6,7 @@ that recorded them can apply them again at load.
     prepare_for_inference(model)             # decoding layouts, for good
     with prepared_for_inference(model):      # for one evaluation inside a training loop
         ...
+    quantize(model, "int4", group_size=32)   # int8 / int4 / dynamic-int8 weights, saved with the checkpoint
 """
 
 from tinylm.transforms.base import (
@@ -19,16 +20,21 @@ from tinylm.transforms.base import (
     transform_from_config,
 )
 from tinylm.transforms.inference import PrepareForInference, prepare_for_inference, prepared_for_inference
+from tinylm.transforms.quantize import METHODS as QUANTIZATION_METHODS
+from tinylm.transforms.quantize import is_quantized, quantize
 
 __all__ = [
     "TRANSFORMS",
     "PrepareForInference",
+    "QUANTIZATION_METHODS",
     "Transform",
     "apply_recorded",
     "merge_all",
+    "is_quantized",
     "persistent_transforms",
     "prepare_for_inference",
     "prepared_for_inference",
+    "quantize",
     "register_transform",
     "replace_modules",
     "transform_from_config",

@@ -163,8 +163,8 @@ class PrepareForInference(Transform):
         for name, module in model.named_modules():
             if any(name.startswith(done + ".") for done in out):
                 continue  # inside a module already replaced as a whole
-            if type(module) is SwiGLU:
-                out[name] = PreparedSwiGLU(module)
+            if type(module) is SwiGLU and type(module.gate) is nn.Linear and type(module.up) is nn.Linear:
+                out[name] = PreparedSwiGLU(module)  # stacks plain gate and up; quantized ones keep their own
             elif type(module) is nn.Linear:  # exactly: a subclass may compute something else
                 out[name] = PreparedLinear(module.weight, module.bias)
         return out

@@ -1,0 +1,296 @@
+"""Quantization as persistent transforms: int8 and int4 weights, and dynamic int8.
+
+Each transform replaces the plain nn.Linear layers of a built GPT (attention's qkv and proj,
+the FFN's layers, and the head when `head=True`) by a layer holding integer weights and
+their scales as buffers, so a checkpoint stores them in model.safetensors (no float copy)
+and records the transform in config.json; `tinylm.load` applies it again before reading
+the weights. The embedding stays float: a lookup reads one row per token, so its size costs
+memory but no decode time. A tied head stays float too unless `head=True`, which then stores
+a quantized copy of the embedding for the head.
+
+Formulas (W is one output row, or one group of `group_size` inputs of a row, for int4):
+
+    symmetric   scale = max|W| / qmax                    q = clamp(round(W / scale), -qmax, qmax)
+                W ~ q * scale                             (qmax = 127 for int8, 7 for int4)
+    asymmetric  scale = (max W - min W) / (2^bits - 1)   zero = round(-min W / scale) + qmin
+                q = clamp(round(W / scale) + zero, qmin, qmax)        W ~ (q - zero) * scale
+                (int8: qmin, qmax = -128, 127; int4: 0, 15)
+
+Asymmetric spends the whole integer range on [min W, max W] (the KV-cache study's choice for
+its cache), symmetric keeps zero exact and needs no zero point; trained weight rows are
+close to symmetric about zero, so symmetric is the default. int4 values are stored as
+unsigned nibbles q + 8 (symmetric) or q (asymmetric), two per byte, so the file really holds
+half a byte per weight.
+
+Kernels (measured on the 2-core EPYC of docs/compression.md, whole-model decode, not one
+layer; see there for the figures):
+
+- int8: torch's `_weight_int8pack_mm` (x @ (q * scale).T for float x and int8 q); the
+  asymmetric variant subtracts sum(x) * zero * scale from its product.
+- int4: unpack and dequantize a layer to float just before its matmul; the float copy lives
+  for one layer's product only, so the model's memory stays int4.
+- dynamic-int8: fbgemm's `quantized::linear_dynamic` (activations quantized per call to int8,
+  int8 x int8 products accumulated in int32), with the weight packed in fbgemm's layout once
+  at apply and at load (a derived copy, rebuilt from the saved int8 weight and scales).
+
+Apply quantization before prepare_for_inference (tinylm.load does): prepare_for_inference
+leaves quantized layers alone and prepares the float ones that remain, and quantizing a
+prepared model is refused (its prepared layers hold copies of the weights).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinylm.errors import TinyLMError
+from tinylm.model import GPT
+from tinylm.transforms.base import Transform, register_transform
+
+GROUP_SIZES = (32, 64, 128)
+
+
+# ----------------------------------------------------------------------------- quantizers
+
+def quantize_rows(w: torch.Tensor, bits: int, asymmetric: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Quantize each row of w (..., n) on its own: returns (q, scale, zero), scale and zero of
+    shape (...); zero is None when symmetric. q is int8 (int8) or uint8 nibble values (int4)."""
+    w = w.detach().float()
+    if asymmetric:
+        qmin, qmax = (-128, 127) if bits == 8 else (0, 15)
+        lo, hi = w.amin(-1).clamp(max=0), w.amax(-1).clamp(min=0)  # the range holds 0: zero is exact
+        scale = ((hi - lo) / (qmax - qmin)).clamp(min=torch.finfo(torch.float32).tiny)
+        zero = (torch.round(-lo / scale) + qmin).clamp(qmin, qmax)
+        q = torch.clamp(torch.round(w / scale[..., None]) + zero[..., None], qmin, qmax)
+    else:
+        qmax = 127 if bits == 8 else 7
+        scale = (w.abs().amax(-1) / qmax).clamp(min=torch.finfo(torch.float32).tiny)  # a zero row stays zero
+        zero = None
+        q = torch.clamp(torch.round(w / scale[..., None]), -qmax, qmax)
+        if bits == 4:
+            q = q + 8  # stored as an unsigned nibble
+    dtype = torch.int8 if bits == 8 else torch.uint8
+    return q.to(dtype), scale, (zero.to(dtype) if zero is not None else None)
+
+
+def pack_int4(u: torch.Tensor) -> torch.Tensor:
+    """Nibble values (..., n) in 0..15, n even -> bytes (..., n/2): low nibble first."""
+    return (u[..., 0::2] | (u[..., 1::2] << 4)).to(torch.uint8)
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """Inverse of pack_int4."""
+    return torch.stack((packed & 0x0F, packed >> 4), dim=-1).flatten(-2)
+
+
+# ----------------------------------------------------------------------------- layers
+
+class _QuantizedLinear(nn.Module):
+    """Shared parts: sizes, the float bias (a buffer under the replaced layer's name)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("bias", None if bias is None else bias.detach().clone().float())
+
+    def _finish(self, y: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        y = y.reshape(*shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def dequantized(self) -> torch.Tensor:
+        """The float weight (out, in) these integers stand for."""
+        raise NotImplementedError
+
+
+class Int8Linear(_QuantizedLinear):
+    """Weight-only int8, one scale (and zero point) per output row; float activations."""
+
+    def __init__(self, layer: nn.Linear, asymmetric: bool = False) -> None:
+        super().__init__(layer.in_features, layer.out_features, layer.bias)
+        q, scale, zero = quantize_rows(layer.weight, 8, asymmetric)
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale)
+        self.register_buffer("zero_point", zero)
+
+    def dequantized(self) -> torch.Tensor:
+        q = self.qweight.float()
+        if self.zero_point is not None:
+            q = q - self.zero_point.float()[:, None]
+        return q * self.scale[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)
+        if x2.dtype != torch.float32 or not x2.is_contiguous():
+            x2 = x2.float().contiguous()
+        y = torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scale)
+        if self.zero_point is not None:
+            # x @ ((q - z) s).T = x @ (q s).T - sum(x) (z s)
+            y = y - x2.sum(-1, keepdim=True) * (self.zero_point.float() * self.scale)
+        return self._finish(y, x.shape)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, asymmetric={self.zero_point is not None}"
+
+
+class Int4Linear(_QuantizedLinear):
+    """Weight-only int4, one scale (and zero point) per group of `group_size` inputs of a row,
+    two weights per byte."""
+
+    def __init__(self, layer: nn.Linear, group_size: int, asymmetric: bool = False) -> None:
+        super().__init__(layer.in_features, layer.out_features, layer.bias)
+        self.group_size = group_size
+        groups = layer.weight.detach().reshape(self.out_features, self.in_features // group_size, group_size)
+        u, scale, zero = quantize_rows(groups, 4, asymmetric)
+        self.register_buffer("qweight", pack_int4(u.reshape(self.out_features, self.in_features)))
+        self.register_buffer("scale", scale)  # (out, in / group_size)
+        self.register_buffer("zero_point", zero)
+
+    def dequantized(self) -> torch.Tensor:
+        u = unpack_int4(self.qweight).view(self.out_features, -1, self.group_size).float()
+        offset = self.zero_point.float()[..., None] if self.zero_point is not None else 8.0
+        return ((u - offset) * self.scale[..., None]).view(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._finish(F.linear(x, self.dequantized()), x.shape)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
+                f"asymmetric={self.zero_point is not None}")
+
+
+class DynamicInt8Linear(_QuantizedLinear):
+    """int8 weights (symmetric, per output row) and int8 activations (quantized per call by
+    fbgemm, one scale for the input), int32 accumulation."""
+
+    def __init__(self, layer: nn.Linear) -> None:
+        super().__init__(layer.in_features, layer.out_features, layer.bias)
+        q, scale, _ = quantize_rows(layer.weight, 8, asymmetric=False)
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale)
+        self.pack()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.pack())
+
+    def pack(self) -> None:
+        """fbgemm's packed weight, built from the int8 weight and scales (not saved)."""
+        with warnings.catch_warnings():  # torch deprecates qint8 tensors, yet fbgemm's prepack takes only them
+            warnings.simplefilter("ignore", UserWarning)
+            qt = torch._make_per_channel_quantized_tensor(
+                self.qweight, self.scale.double(), torch.zeros_like(self.scale, dtype=torch.long), 0)
+        self._packed = torch.ops.quantized.linear_prepack(qt, self.bias)
+
+    def dequantized(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)
+        # reduce_range: fbgemm's int8 products are summed in pairs into int16 on x86; 7-bit
+        # activations keep those sums from saturating.
+        y = torch.ops.quantized.linear_dynamic(x2.float().contiguous(), self._packed, True)
+        return y.reshape(*x.shape[:-1], self.out_features)  # the packed weight adds the bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+# ----------------------------------------------------------------------------- transforms
+
+@dataclass
+class _Quantize(Transform):
+    """Replace the model's plain nn.Linear layers by quantized ones."""
+
+    persistent: ClassVar[bool] = True
+    # The float weights are gone once quantized: nothing to put back, nothing exact to merge.
+    reversible: ClassVar[bool] = False
+    mergeable: ClassVar[bool] = False
+
+    head: bool = False
+
+    def quantized(self, layer: nn.Linear) -> nn.Module:
+        raise NotImplementedError
+
+    def check(self, model: GPT) -> None:
+        """Refuse, in one line, a model this transform cannot quantize (before changing it)."""
+        already = [t.name for t in model.transforms if isinstance(t, _Quantize)]
+        if already:
+            raise TinyLMError(f"this model is already quantized ({already[0]}); quantize the float checkpoint instead")
+        if model.transforms:
+            names = ", ".join(t.name for t in model.transforms)
+            raise TinyLMError(f"quantize a model before other transforms ({names}); undo them first")
+
+    def replacements(self, model: GPT) -> dict[str, nn.Module]:
+        self.check(model)
+        out: dict[str, nn.Module] = {}
+        with torch.no_grad():
+            for name, module in model.named_modules():
+                if type(module) is nn.Linear and (self.head or name != "lm_head"):
+                    out[name] = self.quantized(module)
+        return out
+
+
+@register_transform
+@dataclass
+class QuantizeInt8(_Quantize):
+    name: ClassVar[str] = "int8"
+    asymmetric: bool = False
+
+    def quantized(self, layer: nn.Linear) -> nn.Module:
+        return Int8Linear(layer, self.asymmetric)
+
+
+@register_transform
+@dataclass
+class QuantizeInt4(_Quantize):
+    name: ClassVar[str] = "int4"
+    group_size: int = 32
+    asymmetric: bool = False
+
+    def __post_init__(self) -> None:
+        if self.group_size not in GROUP_SIZES:
+            raise TinyLMError(f"int4 group size must be one of {', '.join(map(str, GROUP_SIZES))}, not {self.group_size}")
+
+    def check(self, model: GPT) -> None:
+        super().check(model)
+        for name, module in model.named_modules():
+            if type(module) is nn.Linear and (self.head or name != "lm_head") and module.in_features % self.group_size:
+                raise TinyLMError(f"int4 group size {self.group_size} does not divide {name}'s {module.in_features} inputs")
+
+    def quantized(self, layer: nn.Linear) -> nn.Module:
+        return Int4Linear(layer, self.group_size, self.asymmetric)
+
+
+@register_transform
+@dataclass
+class QuantizeDynamicInt8(_Quantize):
+    name: ClassVar[str] = "dynamic-int8"
+
+    def quantized(self, layer: nn.Linear) -> nn.Module:
+        return DynamicInt8Linear(layer)
+
+
+METHODS: dict[str, type[_Quantize]] = {cls.name: cls for cls in (QuantizeInt8, QuantizeInt4, QuantizeDynamicInt8)}
+
+
+def quantize(model: GPT, method: str, *, group_size: int | None = None, asymmetric: bool = False,
+             head: bool = False) -> GPT:
+    """Quantize `model` in place with one of METHODS; bad settings are one-line TinyLMErrors."""
+    if method not in METHODS:
+        raise TinyLMError(f"unknown quantization method {method!r}; choose one of: {', '.join(METHODS)}")
+    settings: dict[str, object] = {"head": head}
+    if method == "int4":
+        settings["group_size"] = group_size if group_size is not None else 32
+    elif group_size is not None:
+        raise TinyLMError(f"--group-size applies to int4 only, not {method}")
+    if asymmetric:
+        if method == "dynamic-int8":
+            raise TinyLMError("dynamic-int8 is symmetric only (fbgemm's int8 weights have no zero point)")
+        settings["asymmetric"] = True
+    return METHODS[method](**settings).apply(model)
+
+
+def is_quantized(model: GPT) -> bool:
+    return any(isinstance(t, _Quantize) for t in model.transforms)
