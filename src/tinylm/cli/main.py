@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "tinylm.cli.info",
     "tinylm.cli.perplexity",
     "tinylm.cli.export_hf",
+    "tinylm.cli.quantize",
     "tinylm.cli.bench",
     "tinylm.cli.eval_task",
     "tinylm.cli.compare_grammar",

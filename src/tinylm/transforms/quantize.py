@@ -40,8 +40,12 @@ prepared model is refused (its prepared layers hold copies of the weights).
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -294,3 +298,89 @@ def quantize(model: GPT, method: str, *, group_size: int | None = None, asymmetr
 
 def is_quantized(model: GPT) -> bool:
     return any(isinstance(t, _Quantize) for t in model.transforms)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+@dataclass
+class QuantizeReport:
+    """What `quantize_checkpoint` wrote and how close the quantized model stays."""
+
+    out: str
+    method: dict[str, object]
+    bytes_before: int
+    bytes_after: int
+    check_text: str  # where the perplexity text came from
+    check_tokens: int
+    perplexity_before: float
+    perplexity_after: float
+    top1_agreement: float  # share of positions where both models predict the same next token
+
+
+def quantize_checkpoint(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, method: str, *, group_size: int | None = None,
+    asymmetric: bool = False, head: bool = False, text: str | None = None, overwrite: bool = False,
+    check_tokens: int = 2048,
+) -> QuantizeReport:
+    """Quantize the checkpoint folder `checkpoint` into `out` (written atomically; nothing is
+    written when anything fails) and compare the two models on a short text: `text`, or one
+    the float model samples itself (seeded) when none is given."""
+    from tinylm.checkpoint import WEIGHTS_FILE, load_model, save_checkpoint
+    from tinylm.interop.hf import check_out_dir
+    from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
+
+    source = Path(checkpoint)
+    target = check_out_dir(out, overwrite, source=source)
+    model = load_model(source)
+    if is_quantized(model):
+        raise TinyLMError(f"{source} is already quantized ({model.transforms[0].name}); quantize the float checkpoint")
+    if not (source / TOKENIZER_FILENAME).is_file():
+        raise TinyLMError(f"checkpoint {source} has no {TOKENIZER_FILENAME}")
+    tokenizer = load_tokenizer(source / TOKENIZER_FILENAME)
+    ids, origin = _check_ids(model, tokenizer, text, check_tokens)
+    reference = _logits(model, ids)
+    quantize(model, method, group_size=group_size, asymmetric=asymmetric, head=head)
+    logits = _logits(model, ids)
+
+    def copy_rest(folder: Path) -> None:
+        # Files beside the model (a task's settings); not train_state: a quantized model is not trained on.
+        for item in source.iterdir():
+            if item.name in ("config.json", WEIGHTS_FILE, TOKENIZER_FILENAME, "train_state"):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, folder / item.name)
+
+    save_checkpoint(target, model, tokenizer, extra=copy_rest)
+    return QuantizeReport(
+        out=str(target), method=model.transforms[0].to_config(),
+        bytes_before=(source / WEIGHTS_FILE).stat().st_size, bytes_after=(target / WEIGHTS_FILE).stat().st_size,
+        check_text=origin, check_tokens=len(ids) - 1,
+        perplexity_before=_perplexity(reference, ids), perplexity_after=_perplexity(logits, ids),
+        top1_agreement=float((reference.argmax(-1) == logits.argmax(-1)).float().mean()),
+    )
+
+
+def _check_ids(model: GPT, tokenizer, text: str | None, limit: int) -> tuple[list[int], str]:
+    if text is not None:
+        ids = tokenizer.encode(text)[: limit + 1]
+        if len(ids) < 2:
+            raise TinyLMError("the check text is too short (needs at least 2 tokens)")
+        return ids, "given text"
+    from tinylm.generation import Engine, GenerationConfig
+
+    torch.manual_seed(0)
+    n = min(limit, model.config.block_size - 1)
+    result = Engine(model.eval(), tokenizer).generate([[0]], GenerationConfig(max_new_tokens=n, temperature=1.0, seed=0))
+    return [0, *result[0].token_ids], "sampled from the float model (seed 0, temperature 1)"
+
+
+@torch.inference_mode()
+def _logits(model: GPT, ids: list[int]) -> torch.Tensor:
+    """Next-token logits at every position, in disjoint windows of the model's context."""
+    model.eval()
+    context = model.config.block_size
+    parts = [model(torch.tensor(ids[s: s + context])[None])[0][0] for s in range(0, len(ids) - 1, context)]
+    return torch.cat(parts)[: len(ids) - 1]
+
+
+def _perplexity(logits: torch.Tensor, ids: list[int]) -> float:
+    return math.exp(F.cross_entropy(logits, torch.tensor(ids[1:])).item())
