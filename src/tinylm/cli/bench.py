@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import time
+
+from tinylm.errors import TinyLMError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=sorted(BENCHMARKS), metavar="NAME", help=", ".join(BENCHMARKS))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
+    p.add_argument("--model", metavar="CKPT", default=None, help="a trained checkpoint (benchmarks that take one: quant)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.set_defaults(func=run)
 
@@ -26,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()
-    figures = bench.get(args.name)(quick=args.quick)
+    benchmark = bench.get(args.name)
+    if args.model is not None and "model" not in inspect.signature(benchmark).parameters:
+        raise TinyLMError(f"benchmark {args.name} does not take --model")
+    figures = benchmark(quick=args.quick, **({"model": args.model} if args.model is not None else {}))
     result = {"benchmark": args.name, "quick": args.quick, **figures, "machine": bench.machine(),
               "wall_s": round(time.time() - started, 1)}
     if args.json:

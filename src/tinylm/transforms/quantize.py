@@ -22,13 +22,16 @@ close to symmetric about zero, so symmetric is the default. int4 values are stor
 unsigned nibbles q + 8 (symmetric) or q (asymmetric), two per byte, so the file really holds
 half a byte per weight.
 
-Kernels (measured on the 2-core EPYC of docs/compression.md, whole-model decode, not one
-layer; see there for the figures):
+Kernels (measured on the 2-core EPYC of docs/compression.md, the 24 block matmuls of
+llama-style-small; figures there):
 
-- int8: torch's `_weight_int8pack_mm` (x @ (q * scale).T for float x and int8 q); the
-  asymmetric variant subtracts sum(x) * zero * scale from its product.
-- int4: unpack and dequantize a layer to float just before its matmul; the float copy lives
-  for one layer's product only, so the model's memory stays int4.
+- int8 and int4, up to SMALL_ROWS rows (decode steps): tinylm's own C++ loops
+  (transforms/kernels), which read the integer weights and widen them in registers; torch's
+  `_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu` and dequantize-then-matmul were all
+  slower than fp32 at batch 1 there. Without a C++ compiler: `_weight_int8pack_mm` (int8) and
+  dequantize-then-matmul (int4), the same numbers, slowly.
+- more rows (prompts, perplexity): dequantize the layer to float once, then MKL's matmul.
+  The float copy lives for one layer's product only, so the model's memory stays integer.
 - dynamic-int8: fbgemm's `quantized::linear_dynamic` (activations quantized per call to int8,
   int8 x int8 products accumulated in int32), with the weight packed in fbgemm's layout once
   at apply and at load (a derived copy, rebuilt from the saved int8 weight and scales).
@@ -55,8 +58,12 @@ from torch import nn
 from tinylm.errors import TinyLMError
 from tinylm.model import GPT
 from tinylm.transforms.base import Transform, register_transform
+from tinylm.transforms.kernels import kernels
 
 GROUP_SIZES = (32, 64, 128)
+# Up to this many rows (decode steps of a batch) the integer kernels run; more rows (prompts,
+# perplexity windows) dequantize the layer once and use MKL's matrix multiply, which wins there.
+SMALL_ROWS = 16
 
 
 # ----------------------------------------------------------------------------- quantizers
@@ -128,10 +135,14 @@ class Int8Linear(_QuantizedLinear):
         return q * self.scale[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features)
-        if x2.dtype != torch.float32 or not x2.is_contiguous():
-            x2 = x2.float().contiguous()
-        y = torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scale)
+        x2 = x.reshape(-1, self.in_features).float().contiguous()
+        if x2.shape[0] > SMALL_ROWS:  # a prompt or a perplexity window: one float weight, MKL's matmul
+            return self._finish(F.linear(x2, self.dequantized()), x.shape)
+        ext = kernels()
+        if ext is not None:
+            y = ext.int8_linear(x2, self.qweight, self.scale)
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scale)
         if self.zero_point is not None:
             # x @ ((q - z) s).T = x @ (q s).T - sum(x) (z s)
             y = y - x2.sum(-1, keepdim=True) * (self.zero_point.float() * self.scale)
@@ -153,14 +164,24 @@ class Int4Linear(_QuantizedLinear):
         self.register_buffer("qweight", pack_int4(u.reshape(self.out_features, self.in_features)))
         self.register_buffer("scale", scale)  # (out, in / group_size)
         self.register_buffer("zero_point", zero)
+        self.refresh()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh())
+
+    def refresh(self) -> None:
+        """The zero points as floats for the kernel (8 for symmetric), rebuilt at load."""
+        zero = self.zero_point.float() if self.zero_point is not None else torch.full_like(self.scale, 8.0)
+        self.register_buffer("offset", zero, persistent=False)
 
     def dequantized(self) -> torch.Tensor:
         u = unpack_int4(self.qweight).view(self.out_features, -1, self.group_size).float()
-        offset = self.zero_point.float()[..., None] if self.zero_point is not None else 8.0
-        return ((u - offset) * self.scale[..., None]).view(self.out_features, self.in_features)
+        return ((u - self.offset[..., None]) * self.scale[..., None]).view(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._finish(F.linear(x, self.dequantized()), x.shape)
+        x2 = x.reshape(-1, self.in_features).float().contiguous()
+        ext = kernels() if x2.shape[0] <= SMALL_ROWS else None
+        if ext is None:  # many rows (dequantizing once is then cheap), or no kernel
+            return self._finish(F.linear(x2, self.dequantized()), x.shape)
+        return self._finish(ext.int4_linear(x2, self.qweight, self.scale, self.offset, self.group_size), x.shape)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "

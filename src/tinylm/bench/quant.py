@@ -1,0 +1,138 @@
+"""quant: decode speed, perplexity and file size of fp32, int8, int4 and dynamic-int8, in one run.
+
+The model is `llama-style-small` (about 11M parameters, vocabulary 4096) with random weights,
+or a float checkpoint given with `--model CKPT`. Each variant is the same model quantized by
+tinylm.transforms.quantize and prepared for inference as `tinylm.load` does; each generates
+NEW_TOKENS tokens greedily from the same prompts at batch 1 and batch 8 (the fastest of a few
+runs), and is saved as a checkpoint to measure its model.safetensors. With `--model`, each is
+also scored on the validation text (the last 10 % of Tiny Shakespeare, its first VAL_TOKENS
+tokens): with random weights a perplexity means nothing, so it is left out (null).
+
+Goals (issue 14): int8 >= 3x fp32 tokens/s at batch 1 with perplexity +<= 1 %; int4 >= 3.5x
+with +<= 5 %; files >= 3.5x (int8) and >= 6x (int4) smaller. Anchors: the mini-transformer
+study's int8/int4 (1.88x smaller, 2.5x slower than float).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinylm.checkpoint import WEIGHTS_FILE, load_model, save_checkpoint
+from tinylm.errors import TinyLMError
+from tinylm.generation import Engine, GenerationConfig
+from tinylm.model import GPT
+from tinylm.presets import model_config
+from tinylm.transforms import is_quantized, prepare_for_inference, quantize
+
+PROMPT_LEN = 16
+VAL_TOKENS = 8192
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "int8": {"method": "int8"},
+    "int4": {"method": "int4", "group_size": 32},
+    "dynamic-int8": {"method": "dynamic-int8"},
+}
+GOALS = {
+    "int8": {"speedup_batch_1": 3.0, "perplexity_increase": 0.01, "smaller": 3.5},
+    "int4": {"speedup_batch_1": 3.5, "perplexity_increase": 0.05, "smaller": 6.0},
+}
+
+
+def _best_of(runs: int, fn) -> float:
+    """Fastest of several timed runs: the least disturbed by other work on the machine."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _validation_ids(tokenizer, limit: int) -> list[int]:
+    from tinylm.data import tinyshakespeare_path
+    from tinylm.tokenizers import read_text
+
+    text = read_text(tinyshakespeare_path())
+    return tokenizer.encode(text[int(len(text) * 0.9):])[: limit + 1]
+
+
+@torch.inference_mode()
+def _perplexity(model: GPT, ids: list[int]) -> float:
+    """exp(mean next-token loss) over disjoint windows of the model's context."""
+    context, total, count = model.config.block_size, 0.0, 0
+    for start in range(0, len(ids) - 1, context):
+        window = torch.tensor(ids[start: start + context + 1])[None]
+        logits, _ = model(window[:, :-1])
+        total += torch.nn.functional.cross_entropy(logits[0], window[0, 1:], reduction="sum").item()
+        count += window.shape[1] - 1
+    return float(torch.tensor(total / count).exp())
+
+
+@torch.inference_mode()
+def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
+    new_tokens = 16 if quick else 128
+    runs = 1 if quick else 3
+    torch.manual_seed(0)
+    if model is None:
+        base, tokenizer = GPT(model_config("llama-style-small", vocab_size=4096)).eval(), None
+    else:
+        from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
+
+        base = load_model(model)
+        if is_quantized(base):
+            raise TinyLMError(f"{model} is already quantized; give the float checkpoint")
+        tokenizer = load_tokenizer(Path(model) / TOKENIZER_FILENAME)
+    val = _validation_ids(tokenizer, 1024 if quick else VAL_TOKENS) if tokenizer is not None else None
+    vocab = base.config.vocab_size
+    prompts = {b: torch.randint(0, vocab, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
+    config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
+
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, settings in VARIANTS.items():
+            variant = copy.deepcopy(base)
+            if settings:
+                quantize(variant, **settings)
+            path = save_checkpoint(Path(tmp) / name, variant)
+            row: dict[str, Any] = {"settings": variant.transforms[0].to_config() if settings else None,
+                                   "file_bytes": (path / WEIGHTS_FILE).stat().st_size}
+            engine = Engine(prepare_for_inference(variant))
+            for batch, ids in prompts.items():
+                engine.generate(ids, config)  # warm-up
+                seconds = _best_of(runs, lambda: engine.generate(ids, config))
+                row[f"tokens_per_s_batch_{batch}"] = round(batch * new_tokens / seconds, 1)
+            row["perplexity"] = round(_perplexity(variant, val), 4) if val is not None else None
+            rows[name] = row
+            del variant, engine
+    fp32 = rows["fp32"]
+    for row in rows.values():
+        for batch in (1, 8):
+            row[f"speedup_batch_{batch}"] = round(row[f"tokens_per_s_batch_{batch}"] / fp32[f"tokens_per_s_batch_{batch}"], 2)
+        row["smaller"] = round(fp32["file_bytes"] / row["file_bytes"], 2)
+        if row["perplexity"] is not None:
+            row["perplexity_increase"] = round(row["perplexity"] / fp32["perplexity"] - 1, 4)
+    met = {}
+    for name, goal in GOALS.items():
+        row = rows[name]
+        met[name] = {
+            "speedup_batch_1": row["speedup_batch_1"] >= goal["speedup_batch_1"],
+            "smaller": row["smaller"] >= goal["smaller"],
+            "perplexity_increase": (row["perplexity_increase"] <= goal["perplexity_increase"]
+                                    if row["perplexity"] is not None else None),
+        }
+    return {
+        "model": {"source": model or "llama-style-small, random weights", "parameters": base.num_params()},
+        "new_tokens": new_tokens,
+        "prompt_tokens": PROMPT_LEN,
+        "validation_tokens": len(val) - 1 if val is not None else None,
+        "rows": rows,
+        "goal": GOALS,
+        "goal_met": met,
+        "anchor": "fp32 of the same model, same run, prepared for inference as tinylm.load does",
+    }
