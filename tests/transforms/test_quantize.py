@@ -54,8 +54,9 @@ IDS = [f"{m}-{'-'.join(f'{k}={v}' for k, v in s.items())}" for m, s in VARIANTS]
 @pytest.fixture(params=["kernel", "torch"])
 def path(request, monkeypatch):
     """Run a test on tinylm's C++ kernels (when they build here) and on torch's fallback ops."""
-    import tinylm.transforms.quantize as q
+    import importlib
 
+    q = importlib.import_module("tinylm.transforms.quantize")  # the module; the package exports a function of its name
     if request.param == "torch":
         monkeypatch.setattr(q, "kernels", lambda: None)
     elif q.kernels() is None:
