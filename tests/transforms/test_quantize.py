@@ -33,6 +33,8 @@ from tinylm.transforms.quantize import (
     DynamicInt8Linear,
     Int4Linear,
     Int8Linear,
+    QuantizedEmbedding,
+    TiedQuantizedHead,
     pack_int4,
     quantize_checkpoint,
     unpack_int4,
@@ -99,13 +101,14 @@ def reference_dequantize(w: torch.Tensor, bits: int, group: int, asymmetric: boo
 
 
 def reference_model(float_model: GPT, method: str, settings: dict) -> GPT:
-    """A plain GPT whose block linears hold reference-dequantized weights."""
+    """A plain GPT whose block linears and (tied) embedding hold reference-dequantized weights."""
     bits, group = (8, None) if method == "int8" else (4, settings["group_size"])
     ref = copy.deepcopy(float_model)
     with torch.no_grad():
         for name, m in ref.named_modules():
-            if type(m) is nn.Linear and name != "lm_head":
-                m.weight.copy_(reference_dequantize(m.weight, bits, group or m.in_features, settings.get("asymmetric", False)))
+            if (type(m) is nn.Linear and name != "lm_head") or type(m) is nn.Embedding:
+                w = m.weight
+                w.copy_(reference_dequantize(w, bits, group or w.shape[1], settings.get("asymmetric", False)))
     return ref
 
 
@@ -145,9 +148,8 @@ def test_each_layer_within_its_quantization_step(method, settings, path):
     with torch.no_grad():
         linear.weight.mul_(1 + 3 * torch.rand(96, 1))  # rows of different ranges
         linear.weight[:, 5] = 0.9  # an outlier column
-    holder = nn.Sequential(linear)
     q = {"int8": Int8Linear, "int4": Int4Linear, "dynamic-int8": DynamicInt8Linear}[method]
-    layer = q(holder[0], **settings)
+    layer = q(linear.weight, linear.bias, **settings)
     for x in (torch.randn(7, 128), torch.randn(2, 20, 128)):  # decode rows, prompt rows
         err = (layer(x) - linear(x)).abs()
         assert (err <= _layer_bound(layer, x.reshape(-1, 128), linear.weight).view_as(err)).all()
@@ -214,10 +216,25 @@ def test_kv_cache_gives_the_logits_of_a_full_forward(method, settings, path):
 
 
 @torch.inference_mode()
-def test_head_option_quantizes_the_tied_head_and_keeps_the_embedding():
-    q = quantize(model(), "int8", head=True)
-    assert isinstance(q.lm_head, Int8Linear) and type(q.tok_emb) is nn.Embedding
-    assert isinstance(quantize(model(), "int8").lm_head, nn.Linear)
+def test_embedding_and_head_options():
+    q = quantize(model(), "int8")  # default: the embedding, and the tied head with it
+    assert isinstance(q.tok_emb, QuantizedEmbedding) and isinstance(q.lm_head, TiedQuantizedHead)
+    assert q.lm_head.embedding is q.tok_emb and not any(k.startswith("lm_head") for k in q.state_dict())
+    q = quantize(model(), "int8", embedding=False)
+    assert type(q.tok_emb) is nn.Embedding and type(q.lm_head) is nn.Linear
+    q = quantize(model(tie_weights=False), "int4", head=True)
+    assert isinstance(q.tok_emb, QuantizedEmbedding) and isinstance(q.lm_head, Int4Linear)
+    assert type(quantize(model(tie_weights=False), "int8").lm_head) is nn.Linear
+
+
+@pytest.mark.parametrize("settings", [{"tie_weights": False}, {"tie_weights": True}])
+@torch.inference_mode()
+def test_untied_and_float_embedding_variants_round_trip(tmp_path, settings):
+    for options in ({"head": True}, {"embedding": False}):
+        q = quantize(model(**settings), "int4", group_size=32, **options)
+        idx = torch.randint(0, V, (1, 7))
+        save_checkpoint(tmp_path / "q", q, TOKENIZER)
+        assert torch.equal(load_model(tmp_path / "q")(idx)[0], q(idx)[0])
 
 
 # ----------------------------------------------------------------------------- composition
@@ -232,7 +249,7 @@ def test_prepare_for_inference_after_quantize_keeps_the_quantized_layers(method,
     assert [t.name for t in q.transforms] == [method, "prepare_for_inference"]
     assert type(q.blocks[0].ffn).__name__ == "SwiGLU"  # its quantized gate and up are not stacked into floats
     assert not isinstance(q.blocks[0].attn.qkv, PreparedLinear)
-    assert isinstance(q.lm_head, PreparedLinear)  # the float head is prepared
+    assert isinstance(q.lm_head, TiedQuantizedHead)  # not replaced by a float layout
     torch.testing.assert_close(q(idx)[0], expected, atol=1e-5, rtol=1e-5)
 
 
@@ -313,3 +330,13 @@ def test_tampered_quantized_checkpoint_is_refused(ckpt, tmp_path):
     (q / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(TinyLMError, match="cannot read"):
         load_model(q)
+
+
+@torch.inference_mode()
+def test_prepare_for_inference_prepares_a_float_head_left_by_quantize():
+    q = quantize(model(), "int8", embedding=False)
+    idx = torch.randint(0, V, (1, 9))
+    expected = q(idx)[0]
+    prepare_for_inference(q)
+    assert isinstance(q.lm_head, PreparedLinear) and isinstance(q.blocks[0].ffn.gate, Int8Linear)
+    torch.testing.assert_close(q(idx)[0], expected, atol=1e-5, rtol=1e-5)

@@ -1,12 +1,11 @@
 """Quantization as persistent transforms: int8 and int4 weights, and dynamic int8.
 
 Each transform replaces the plain nn.Linear layers of a built GPT (attention's qkv and proj,
-the FFN's layers, and the head when `head=True`) by a layer holding integer weights and
-their scales as buffers, so a checkpoint stores them in model.safetensors (no float copy)
-and records the transform in config.json; `tinylm.load` applies it again before reading
-the weights. The embedding stays float: a lookup reads one row per token, so its size costs
-memory but no decode time. A tied head stays float too unless `head=True`, which then stores
-a quantized copy of the embedding for the head.
+the FFN's layers) and the token embedding by modules holding integer weights and their
+scales as buffers, so a checkpoint stores them in model.safetensors (no float copy) and
+records the transform in config.json; `tinylm.load` applies it again before reading the
+weights. A tied head computes with the quantized embedding's integers; an untied head stays
+float unless `head=True`; `embedding=False` keeps the embedding (and a tied head) float.
 
 Formulas (W is one output row, or one group of `group_size` inputs of a row, for int4):
 
@@ -104,35 +103,37 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
 class _QuantizedLinear(nn.Module):
     """Shared parts: sizes, the float bias (a buffer under the replaced layer's name)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.out_features, self.in_features = weight.shape
         self.register_buffer("bias", None if bias is None else bias.detach().clone().float())
 
     def _finish(self, y: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         y = y.reshape(*shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
-    def dequantized(self) -> torch.Tensor:
-        """The float weight (out, in) these integers stand for."""
+    def dequantized(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The float weight (out, in) these integers stand for, or its rows `rows` (token ids,
+        when the integers are an embedding table)."""
         raise NotImplementedError
 
 
 class Int8Linear(_QuantizedLinear):
     """Weight-only int8, one scale (and zero point) per output row; float activations."""
 
-    def __init__(self, layer: nn.Linear, asymmetric: bool = False) -> None:
-        super().__init__(layer.in_features, layer.out_features, layer.bias)
-        q, scale, zero = quantize_rows(layer.weight, 8, asymmetric)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, asymmetric: bool = False) -> None:
+        super().__init__(weight, bias)
+        q, scale, zero = quantize_rows(weight, 8, asymmetric)
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale)
         self.register_buffer("zero_point", zero)
 
-    def dequantized(self) -> torch.Tensor:
-        q = self.qweight.float()
+    def dequantized(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        pick = slice(None) if rows is None else rows
+        q = self.qweight[pick].float()
         if self.zero_point is not None:
-            q = q - self.zero_point.float()[:, None]
-        return q * self.scale[:, None]
+            q = q - self.zero_point[pick].float()[..., None]
+        return q * self.scale[pick][..., None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).float().contiguous()
@@ -156,10 +157,10 @@ class Int4Linear(_QuantizedLinear):
     """Weight-only int4, one scale (and zero point) per group of `group_size` inputs of a row,
     two weights per byte."""
 
-    def __init__(self, layer: nn.Linear, group_size: int, asymmetric: bool = False) -> None:
-        super().__init__(layer.in_features, layer.out_features, layer.bias)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group_size: int, asymmetric: bool = False) -> None:
+        super().__init__(weight, bias)
         self.group_size = group_size
-        groups = layer.weight.detach().reshape(self.out_features, self.in_features // group_size, group_size)
+        groups = weight.detach().reshape(self.out_features, self.in_features // group_size, group_size)
         u, scale, zero = quantize_rows(groups, 4, asymmetric)
         self.register_buffer("qweight", pack_int4(u.reshape(self.out_features, self.in_features)))
         self.register_buffer("scale", scale)  # (out, in / group_size)
@@ -172,9 +173,11 @@ class Int4Linear(_QuantizedLinear):
         zero = self.zero_point.float() if self.zero_point is not None else torch.full_like(self.scale, 8.0)
         self.register_buffer("offset", zero, persistent=False)
 
-    def dequantized(self) -> torch.Tensor:
-        u = unpack_int4(self.qweight).view(self.out_features, -1, self.group_size).float()
-        return ((u - self.offset[..., None]) * self.scale[..., None]).view(self.out_features, self.in_features)
+    def dequantized(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        pick = slice(None) if rows is None else rows
+        packed = self.qweight[pick]
+        u = unpack_int4(packed).view(*packed.shape[:-1], -1, self.group_size).float()
+        return ((u - self.offset[pick][..., None]) * self.scale[pick][..., None]).flatten(-2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).float().contiguous()
@@ -192,9 +195,9 @@ class DynamicInt8Linear(_QuantizedLinear):
     """int8 weights (symmetric, per output row) and int8 activations (quantized per call by
     fbgemm, one scale for the input), int32 accumulation."""
 
-    def __init__(self, layer: nn.Linear) -> None:
-        super().__init__(layer.in_features, layer.out_features, layer.bias)
-        q, scale, _ = quantize_rows(layer.weight, 8, asymmetric=False)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__(weight, bias)
+        q, scale, _ = quantize_rows(weight, 8, asymmetric=False)
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale)
         self.pack()
@@ -208,8 +211,9 @@ class DynamicInt8Linear(_QuantizedLinear):
                 self.qweight, self.scale.double(), torch.zeros_like(self.scale, dtype=torch.long), 0)
         self._packed = torch.ops.quantized.linear_prepack(qt, self.bias)
 
-    def dequantized(self) -> torch.Tensor:
-        return self.qweight.float() * self.scale[:, None]
+    def dequantized(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        pick = slice(None) if rows is None else rows
+        return self.qweight[pick].float() * self.scale[pick][..., None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
@@ -224,18 +228,50 @@ class DynamicInt8Linear(_QuantizedLinear):
 
 # ----------------------------------------------------------------------------- transforms
 
+class QuantizedEmbedding(nn.Module):
+    """A token embedding whose table is a quantized layer's weight: a lookup dequantizes the
+    rows it reads. The table is a submodule (`tok_emb.table.qweight` in the state_dict) so a
+    tied head can compute with the very same integers (TiedQuantizedHead)."""
+
+    def __init__(self, table: _QuantizedLinear) -> None:
+        super().__init__()
+        self.table = table
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.table.dequantized(idx)
+
+
+class TiedQuantizedHead(nn.Module):
+    """The output head of a tied model once its embedding is quantized: the embedding table's
+    integers, used as a layer. It holds the table without registering it, so the state_dict
+    stores the table once (under tok_emb), as a float tied model stores its matrix once."""
+
+    def __init__(self, embedding: QuantizedEmbedding) -> None:
+        super().__init__()
+        self.__dict__["embedding"] = embedding  # not a submodule: no second copy in state_dict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding.table(x)
+
+
 @dataclass
 class _Quantize(Transform):
-    """Replace the model's plain nn.Linear layers by quantized ones."""
+    """Replace the model's plain nn.Linear layers (and by default the token embedding, with a
+    tied head) by quantized ones."""
 
     persistent: ClassVar[bool] = True
     # The float weights are gone once quantized: nothing to put back, nothing exact to merge.
     reversible: ClassVar[bool] = False
     mergeable: ClassVar[bool] = False
 
+    # The token embedding too: a lookup costs no decode time, but a float table is most of a
+    # small quantized file (llama-style-small int8: 2.8x smaller with it, 4x without), and a
+    # tied head then reads the same integers (one eighth of the bytes a decode step reads).
+    embedding: bool = True
+    # An untied head (a tied one follows the embedding).
     head: bool = False
 
-    def quantized(self, layer: nn.Linear) -> nn.Module:
+    def quantized(self, weight: torch.Tensor, bias: torch.Tensor | None) -> _QuantizedLinear:
         raise NotImplementedError
 
     def check(self, model: GPT) -> None:
@@ -251,10 +287,24 @@ class _Quantize(Transform):
         self.check(model)
         out: dict[str, nn.Module] = {}
         with torch.no_grad():
+            tied = model.config.tie_weights
             for name, module in model.named_modules():
-                if type(module) is nn.Linear and (self.head or name != "lm_head"):
-                    out[name] = self.quantized(module)
+                if type(module) is nn.Linear and (name != "lm_head" or (self.head and not (tied and self.embedding))):
+                    out[name] = self.quantized(module.weight, module.bias)
+            if self.embedding:
+                out["tok_emb"] = QuantizedEmbedding(self.quantized(model.tok_emb.weight, None))
+                if tied:
+                    out["lm_head"] = TiedQuantizedHead(out["tok_emb"])
         return out
+
+    def layers(self, model: GPT) -> dict[str, nn.Module]:
+        """The modules this transform would quantize, by name (what group sizes must divide)."""
+        tied = model.config.tie_weights
+        found = {name: m for name, m in model.named_modules()
+                 if type(m) is nn.Linear and (name != "lm_head" or (self.head and not (tied and self.embedding)))}
+        if self.embedding:
+            found["tok_emb"] = model.tok_emb
+        return found
 
 
 @register_transform
@@ -263,8 +313,8 @@ class QuantizeInt8(_Quantize):
     name: ClassVar[str] = "int8"
     asymmetric: bool = False
 
-    def quantized(self, layer: nn.Linear) -> nn.Module:
-        return Int8Linear(layer, self.asymmetric)
+    def quantized(self, weight: torch.Tensor, bias: torch.Tensor | None) -> _QuantizedLinear:
+        return Int8Linear(weight, bias, self.asymmetric)
 
 
 @register_transform
@@ -280,12 +330,13 @@ class QuantizeInt4(_Quantize):
 
     def check(self, model: GPT) -> None:
         super().check(model)
-        for name, module in model.named_modules():
-            if type(module) is nn.Linear and (self.head or name != "lm_head") and module.in_features % self.group_size:
-                raise TinyLMError(f"int4 group size {self.group_size} does not divide {name}'s {module.in_features} inputs")
+        for name, module in self.layers(model).items():
+            width = module.weight.shape[1]
+            if width % self.group_size:
+                raise TinyLMError(f"int4 group size {self.group_size} does not divide {name}'s {width} inputs")
 
-    def quantized(self, layer: nn.Linear) -> nn.Module:
-        return Int4Linear(layer, self.group_size, self.asymmetric)
+    def quantized(self, weight: torch.Tensor, bias: torch.Tensor | None) -> _QuantizedLinear:
+        return Int4Linear(weight, bias, self.group_size, self.asymmetric)
 
 
 @register_transform
@@ -293,19 +344,19 @@ class QuantizeInt4(_Quantize):
 class QuantizeDynamicInt8(_Quantize):
     name: ClassVar[str] = "dynamic-int8"
 
-    def quantized(self, layer: nn.Linear) -> nn.Module:
-        return DynamicInt8Linear(layer)
+    def quantized(self, weight: torch.Tensor, bias: torch.Tensor | None) -> _QuantizedLinear:
+        return DynamicInt8Linear(weight, bias)
 
 
 METHODS: dict[str, type[_Quantize]] = {cls.name: cls for cls in (QuantizeInt8, QuantizeInt4, QuantizeDynamicInt8)}
 
 
 def quantize(model: GPT, method: str, *, group_size: int | None = None, asymmetric: bool = False,
-             head: bool = False) -> GPT:
+             head: bool = False, embedding: bool = True) -> GPT:
     """Quantize `model` in place with one of METHODS; bad settings are one-line TinyLMErrors."""
     if method not in METHODS:
         raise TinyLMError(f"unknown quantization method {method!r}; choose one of: {', '.join(METHODS)}")
-    settings: dict[str, object] = {"head": head}
+    settings: dict[str, object] = {"head": head, "embedding": embedding}
     if method == "int4":
         settings["group_size"] = group_size if group_size is not None else 32
     elif group_size is not None:

@@ -9,6 +9,8 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <vector>
+
 // y = (x @ q.T) * scale: x (rows, in) float, q (out, in) int8, scale (out) float.
 torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor scale) {
   const int64_t rows = x.size(0), in = x.size(1), out = q.size(0);
@@ -18,12 +20,20 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor scale)
   const float* sp = scale.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   at::parallel_for(0, out, 32, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(in);  // one weight row widened once, then read by every x row from L1
     for (int64_t o = begin; o < end; ++o) {
-      const int8_t* w = qp + o * in;  // one row stays in L1 while every x row reads it
+      const int8_t* w = qp + o * in;
+      if (rows == 1) {
+        float acc = 0.f;
+        for (int64_t i = 0; i < in; ++i) acc += xp[i] * static_cast<float>(w[i]);
+        yp[o] = acc * sp[o];
+        continue;
+      }
+      for (int64_t i = 0; i < in; ++i) row[i] = static_cast<float>(w[i]);
       for (int64_t r = 0; r < rows; ++r) {
         const float* xr = xp + r * in;
         float acc = 0.f;
-        for (int64_t i = 0; i < in; ++i) acc += xr[i] * static_cast<float>(w[i]);
+        for (int64_t i = 0; i < in; ++i) acc += xr[i] * row[i];
         yp[r * out + o] = acc * sp[o];
       }
     }
@@ -47,8 +57,15 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, torch::Tensor s
   float* yp = y.data_ptr<float>();
   const int64_t half = group / 2;
   at::parallel_for(0, out, 32, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(in);  // one weight row unpacked once (nibble values), read by every x row
     for (int64_t o = begin; o < end; ++o) {
       const uint8_t* w = qp + o * (in / 2);
+      if (rows > 1) {
+        for (int64_t j = 0; j < in / 2; ++j) {
+          row[2 * j] = static_cast<float>(w[j] & 0x0F);
+          row[2 * j + 1] = static_cast<float>(w[j] >> 4);
+        }
+      }
       for (int64_t r = 0; r < rows; ++r) {
         const float* xr = xp + r * in;
         float total = 0.f;
@@ -56,8 +73,13 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, torch::Tensor s
           const uint8_t* wg = w + g * half;
           const float* xg = xr + g * group;
           float acc = 0.f;
-          for (int64_t j = 0; j < half; ++j) {
-            acc += xg[2 * j] * static_cast<float>(wg[j] & 0x0F) + xg[2 * j + 1] * static_cast<float>(wg[j] >> 4);
+          if (rows == 1) {
+            for (int64_t j = 0; j < half; ++j) {
+              acc += xg[2 * j] * static_cast<float>(wg[j] & 0x0F) + xg[2 * j + 1] * static_cast<float>(wg[j] >> 4);
+            }
+          } else {
+            const float* rg = row.data() + g * group;
+            for (int64_t i = 0; i < group; ++i) acc += xg[i] * rg[i];
           }
           total += (acc - zp[o * groups + g] * xs[r * groups + g]) * sp[o * groups + g];
         }
