@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--group-size", type=int, default=None, metavar="N",
                    help=f"int4: inputs sharing one scale ({', '.join(map(str, GROUP_SIZES))}; default 32)")
     p.add_argument("--asymmetric", action="store_true", help="int8/int4: a zero point per scale (default symmetric)")
-    p.add_argument("--head", action="store_true", help="quantize the output head too (default: it stays float)")
+    p.add_argument("--float-embedding", action="store_true",
+                   help="keep the token embedding (and a tied head) float (default: quantized too)")
+    p.add_argument("--head", action="store_true", help="an untied model: quantize its output head too")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
     p.add_argument("--text", metavar="FILE", help="text for the perplexity check (default: sampled by the float model)")
     p.add_argument("--force", action="store_true", help="replace DIR if it is an existing model folder")
@@ -39,7 +41,8 @@ def _quantize(args: argparse.Namespace) -> int:
 
     text = read_text(args.text) if args.text else None
     report = quantize_checkpoint(args.checkpoint, args.out, args.method, group_size=args.group_size,
-                                 asymmetric=args.asymmetric, head=args.head, text=text, overwrite=args.force)
+                                 asymmetric=args.asymmetric, head=args.head,
+                                 embedding=not args.float_embedding, text=text, overwrite=args.force)
     if args.json:
         print(json.dumps(dataclasses.asdict(report)))
         return 0

@@ -391,7 +391,8 @@ class QuantizeReport:
 
 def quantize_checkpoint(
     checkpoint: str | os.PathLike, out: str | os.PathLike, method: str, *, group_size: int | None = None,
-    asymmetric: bool = False, head: bool = False, text: str | None = None, overwrite: bool = False,
+    asymmetric: bool = False, head: bool = False, embedding: bool = True, text: str | None = None,
+    overwrite: bool = False,
     check_tokens: int = 2048,
 ) -> QuantizeReport:
     """Quantize the checkpoint folder `checkpoint` into `out` (written atomically; nothing is
@@ -411,7 +412,7 @@ def quantize_checkpoint(
     tokenizer = load_tokenizer(source / TOKENIZER_FILENAME)
     ids, origin = _check_ids(model, tokenizer, text, check_tokens)
     reference = _logits(model, ids)
-    quantize(model, method, group_size=group_size, asymmetric=asymmetric, head=head)
+    quantize(model, method, group_size=group_size, asymmetric=asymmetric, head=head, embedding=embedding)
     logits = _logits(model, ids)
 
     def copy_rest(folder: Path) -> None:
