@@ -30,7 +30,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
 from tinylm.model import GPT
 from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, load_tokenizer
-from tinylm.transforms import prepare_for_inference
+from tinylm.transforms import is_quantized, prepare_for_inference
 
 
 @dataclass
@@ -98,13 +98,24 @@ class LanguageModel:
 
     def info(self) -> dict[str, Any]:
         cfg = self.model.config
+        # A quantized model holds integers in buffers, not parameters: count the float model
+        # it stands for (built on the meta device: no memory) and weigh what is stored.
+        counted = self.model
+        weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        if is_quantized(self.model):
+            from tinylm.checkpoint import model_state
+
+            with torch.device("meta"):
+                counted = GPT(cfg)
+            weight_bytes = sum(t.numel() * t.element_size() for t in model_state(self.model).values())
         return {
             "path": str(self.path) if self.path else None,
             "config": cfg.to_dict(),
-            "parameters": self.model.num_params(),
-            "parameters_without_embeddings": self.model.num_params(exclude_embeddings=True),
-            "flops_per_token": self.model.flops_per_token(),
-            "weight_bytes": sum(p.numel() * p.element_size() for p in self.model.parameters()),
+            "transforms": [t.to_config() for t in self.model.transforms if t.persistent],
+            "parameters": counted.num_params(),
+            "parameters_without_embeddings": counted.num_params(exclude_embeddings=True),
+            "flops_per_token": counted.flops_per_token(),
+            "weight_bytes": weight_bytes,
             "tokenizer": {"kind": self.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size},
             "prompt_format": self.prompt_format.name,
         }

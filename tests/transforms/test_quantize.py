@@ -299,6 +299,10 @@ def test_cli_quantize_writes_a_checkpoint_that_loads(ckpt, tmp_path, capsys):
     assert "MiB ->" in out and "perplexity" in out
     lm = tinylm.load(tmp_path / "q")
     assert isinstance(lm.model.blocks[0].attn.qkv, Int4Linear)
+    info, float_info = lm.info(), tinylm.load(ckpt).info()  # counts the weights the integers stand for
+    assert info["parameters"] == float_info["parameters"] and info["transforms"][0]["name"] == "int4"
+    assert info["weight_bytes"] * 5 < float_info["weight_bytes"]
+    assert main(["info", str(tmp_path / "q")]) == 0
     report = quantize_checkpoint(ckpt, tmp_path / "q8", "int8")
     assert report.bytes_after < report.bytes_before and report.top1_agreement > 0.9
     assert abs(report.perplexity_after / report.perplexity_before - 1) < 0.05
