@@ -15,8 +15,8 @@ Formulas (W is one output row, or one group of `group_size` inputs of a row, for
                 q = clamp(round(W / scale) + zero, qmin, qmax)        W ~ (q - zero) * scale
                 (int8: qmin, qmax = -128, 127; int4: 0, 15)
 
-Asymmetric spends the whole integer range on [min W, max W] (the KV-cache study's choice for
-its cache), symmetric keeps zero exact and needs no zero point; trained weight rows are
+Asymmetric spends the whole integer range on [min W, max W] (the alternative the KV-cache
+study names, for activations, and leaves unimplemented), symmetric needs no zero point; trained weight rows are
 close to symmetric about zero, so symmetric is the default. int4 values are stored as
 unsigned nibbles q + 8 (symmetric) or q (asymmetric), two per byte, so the file really holds
 half a byte per weight.
