@@ -30,6 +30,13 @@ static inline __m256 load_int8x8(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
+#ifdef __AVX512F__
+// 16 int8 weights as floats.
+static inline __m512 load_int8x16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+#endif
+
 // 8 nibbles (4 bytes, low nibble first) as floats 0..15: lane k is bits 4k..4k+3.
 static inline __m256 load_int4x8(const uint8_t* p) {
   int32_t v;
@@ -71,6 +78,19 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor scale)
         }
         for (; r < rows; ++r) {  // one x row: four independent chains along the row
           const float* xr = xp + r * in;
+#ifdef __AVX512F__
+          if (in % 64 == 0) {  // 16 weights per instruction where the CPU has AVX-512
+            __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+            for (int64_t i = 0; i < in; i += 64) {
+              b0 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i), load_int8x16(w + i), b0);
+              b1 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i + 16), load_int8x16(w + i + 16), b1);
+              b2 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i + 32), load_int8x16(w + i + 32), b2);
+              b3 = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i + 48), load_int8x16(w + i + 48), b3);
+            }
+            yp[r * out + o] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3))) * sp[o];
+            continue;
+          }
+#endif
           __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
           for (int64_t i = 0; i < in; i += 32) {
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i), load_int8x8(w + i), a0);
