@@ -260,9 +260,15 @@ def test_quantizing_a_prepared_or_quantized_model_is_refused():
         quantize(quantize(model(), "int8"), "int4")
 
 
-def test_quantized_model_cannot_be_merged_for_export():
-    with pytest.raises(TinyLMError, match="int8 cannot be merged"):
-        merge_all(quantize(model(), "int8"))
+@pytest.mark.parametrize("method", ["int8", "dynamic-int8"])
+@torch.inference_mode()
+def test_quantized_model_copies_but_cannot_be_merged_for_export(method):
+    q = quantize(model(), method)
+    twin = copy.deepcopy(q)  # export-hf merges on a copy: copying must work (fbgemm's packed weight too)
+    idx = torch.randint(0, V, (1, 6))
+    assert torch.equal(twin(idx)[0], q(idx)[0]) and twin.lm_head.embedding is twin.tok_emb
+    with pytest.raises(TinyLMError, match=f"{method} cannot be merged"):
+        merge_all(twin)
 
 
 @pytest.mark.parametrize(("method", "settings", "message"), [
