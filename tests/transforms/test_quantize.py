@@ -350,3 +350,17 @@ def test_prepare_for_inference_prepares_a_float_head_left_by_quantize():
     prepare_for_inference(q)
     assert isinstance(q.lm_head, PreparedLinear) and isinstance(q.blocks[0].ffn.gate, Int8Linear)
     torch.testing.assert_close(q(idx)[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_server_answers_from_a_quantized_checkpoint(ckpt, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from tinylm.serve import create_app
+
+    quantize_checkpoint(ckpt, tmp_path / "q", "int4")
+    lm = tinylm.load(tmp_path / "q")
+    expected = lm.generate("to be", max_new_tokens=6, temperature=0)
+    with TestClient(create_app(lm)) as client:  # the server's continuous batching over quantized layers
+        r = client.post("/v1/completions", json={"prompt": "to be", "max_tokens": 6, "temperature": 0})
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == expected
