@@ -10,6 +10,12 @@ generated. Each step the engine calls the processor; for the live rows it
 3. after the draw, `advance(row, token)` records the chosen token; the matchers take the
    step's tokens just before the next mask is filled.
 
+The fill (with the accepts before it) is the expensive part, and it depends only on the
+tokens already chosen, not on the logits: `prepare(rows, generated)` does it ahead, and
+the decoder calls it on a worker thread while the model computes the logits it will
+mask. `__call__` then only applies the bitmask, or fills it first if the rows are not
+the ones prepared (the same mask either way).
+
 Every call into XGrammar crosses its FFI layer, and between two decode steps the model has
 pushed XGrammar's code and tables out of the CPU caches: a fill that takes 1 us in a tight
 loop takes 25-40 us there (bench machine). So the processor makes few calls and makes
@@ -77,6 +83,7 @@ class GrammarProcessor(LogitsProcessor):
         self.num_beams = num_beams
         self._rows: dict[int, _Row] = {}
         self._pending: list[tuple[_Row, int]] = []  # (row, token) chosen but not yet given to its matcher
+        self._ready: tuple[list[int], list[int]] | None = None  # (rows, lengths) the bitmask was prepared for
         self._stop_ids = frozenset(self._grammars[0].compiled.tokenizer_info.stop_token_ids)
         self._guard = self._grammars[0].guard
         self._bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
@@ -90,22 +97,10 @@ class GrammarProcessor(LogitsProcessor):
                 f"the grammar was compiled for {self.vocab_size} tokens but the model has {width}; "
                 "compile it with the model's vocab_size"
             )
-        self._flush()
-        if self._bitmask.shape[0] < n:
-            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+        ready, self._ready = self._ready, None
+        if ready is None or ready[0] != rows or ready[1] != [len(g) for g in generated]:
+            self._fill(rows, generated)
         bitmask = self._bitmask  # rows 0..n-1 are this step's; no slicing, which is one more torch call
-        matchers, open_rows = [], []
-        for i, (row, tokens) in enumerate(zip(rows, generated)):
-            state = self._rows.get(row)
-            if state is None or state.length != len(tokens):
-                state = self._start(row, tokens)
-            matchers.append(state.matcher)
-            if state.open_lead:
-                open_rows.append(i)
-        if n == 1:
-            matchers[0].fill_next_token_bitmask(bitmask, 0)
-        else:
-            self._batch_fill(matchers, bitmask)
         if self._kernel is not None and logits.device.type == "cpu" and logits.dtype == torch.float32:
             words = bitmask.shape[1]
             self._kernel(logits.data_ptr(), (n, width), logits.stride(), bitmask.data_ptr(), (n, words), (words, 1),
@@ -115,10 +110,36 @@ class GrammarProcessor(LogitsProcessor):
         guard = self._guard
         if guard.never is not None:
             logits.masked_fill_(guard.never.to(logits.device), NEG_INF)
-        for i in open_rows:
-            logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
+        for i, row in enumerate(rows):
+            if self._rows[row].open_lead:
+                logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
+
+    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+        """Fill the bitmask the next `__call__` with these rows will apply (the decoder runs
+        this on its worker thread, during the forward pass)."""
+        self._ready = None
+        self._fill(rows, generated)
+        self._ready = (list(rows), [len(g) for g in generated])
+
+    def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed)."""
+        self._flush()
+        n = len(rows)
+        if self._bitmask.shape[0] < n:
+            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+        matchers = []
+        for row, tokens in zip(rows, generated):
+            state = self._rows.get(row)
+            if state is None or state.length != len(tokens):
+                state = self._start(row, tokens)
+            matchers.append(state.matcher)
+        if n == 1:
+            matchers[0].fill_next_token_bitmask(self._bitmask, 0)
+        else:
+            self._batch_fill(matchers, self._bitmask)
 
     def advance(self, row: int, token_id: int) -> None:
+        self._ready = None
         state = self._rows[row]
         self._pending.append((state, token_id))
         state.length += 1
@@ -130,6 +151,7 @@ class GrammarProcessor(LogitsProcessor):
         return state is not None and state.stopped
 
     def reorder(self, rows: Sequence[int], parents: Sequence[int]) -> None:
+        self._ready = None
         self._flush()  # a child must fork its parent's matcher as it is now
         targets = set(rows)
         # Rows that are not reassigned keep their matchers, so their children fork.

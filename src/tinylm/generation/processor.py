@@ -16,6 +16,14 @@ Beam search reshuffles its beams every step. Before advancing, it calls
 `reorder(rows, parents)`: row rows[i] now continues the sequence that row parents[i] had
 (a parent may have several children, so a stateful processor must copy, e.g. xgrammar's
 `GrammarMatcher.fork()`). Stateless processors only implement `__call__`.
+
+Overlap. A processor whose mask takes real work (a grammar's bitmask) may also implement
+`prepare(rows, generated)`: compute what the next `__call__` for exactly these rows will
+need. The decoder calls it on a worker thread right after a step's `advance` calls, while
+the model's forward pass runs (torch releases the GIL inside its kernels), and waits for
+it before touching the processor again. `__call__` must give the same mask whether or not
+`prepare` ran (the decoder can be told not to use the thread, and rows can change between
+`prepare` and `__call__`).
 """
 
 from __future__ import annotations
@@ -41,3 +49,11 @@ class LogitsProcessor(ABC):
 
     def reorder(self, rows: Sequence[int], parents: Sequence[int]) -> None:
         """Beam search: row rows[i] continues the state row parents[i] had before this call."""
+
+    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+        """Optional: precompute the next `__call__`'s mask for these rows, on a worker thread."""
+
+    @property
+    def prepares(self) -> bool:
+        """Whether `prepare` does anything (the decoder starts no thread for processors without it)."""
+        return type(self).prepare is not LogitsProcessor.prepare
