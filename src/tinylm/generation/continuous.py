@@ -37,9 +37,9 @@ remaining row needs is trimmed, so the cache is never longer than its longest li
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from queue import SimpleQueue
 import threading
 
 import torch
@@ -72,17 +72,53 @@ class _Part:
     generator: torch.Generator | None = None
 
 
-_worker: ThreadPoolExecutor | None = None
-_worker_lock = threading.Lock()
+class _MaskThread:
+    """One process-wide daemon thread that runs mask work (started on first use, shared by
+    every batch). The hand-offs are C-level (a SimpleQueue, a lock), so neither side runs
+    Python bytecode to pass work: what the other thread is doing keeps the GIL less."""
+
+    _instance: _MaskThread | None = None
+    _create = threading.Lock()
+
+    def __init__(self) -> None:
+        self._jobs: SimpleQueue[tuple[Callable[[], None], _Job]] = SimpleQueue()
+        threading.Thread(target=self._run, name="tinylm-masks", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _MaskThread:
+        with cls._create:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def submit(self, work: Callable[[], None]) -> _Job:
+        job = _Job()
+        self._jobs.put((work, job))
+        return job
+
+    def _run(self) -> None:
+        while True:
+            work, job = self._jobs.get()
+            try:
+                work()
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting step, which raises it
+                job.error = e
+            finally:
+                job.done.release()
 
 
-def _mask_worker() -> ThreadPoolExecutor:
-    """One process-wide thread for mask preparation (created on first use, shared by every batch)."""
-    global _worker
-    with _worker_lock:
-        if _worker is None:
-            _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinylm-masks")
-        return _worker
+class _Job:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        self.done.acquire()
+        if self.error is not None:
+            raise self.error
 
 
 class ContinuousBatch:
@@ -94,7 +130,7 @@ class ContinuousBatch:
         self._history = TokenHistory()
         self._masking: list[_Part] = []  # groups with a processor
         self._buckets: list[_Part] = []
-        self._prepared: Future | None = None  # the next step's masks, being computed on the worker
+        self._prepared: _Job | None = None  # the next step's masks, being computed on the mask thread
 
     @property
     def num_rows(self) -> int:
@@ -200,30 +236,31 @@ class ContinuousBatch:
         return tokens
 
     def _prepare_masks(self) -> None:
-        """Start computing the next step's masks on the worker thread (it runs during the forward pass)."""
+        """Start computing the next step's masks on the mask thread (it runs during the forward pass)."""
         if not self.overlap_masks:
             return  # each step's __call__ computes its masks itself; the results are the same
-        jobs = []
+        works = []
         for part in self._masking:
             processor = part.group.processor
             if processor.prepares:
                 rows = [self._rows[i] for i in part.positions]
-                jobs.append((processor, [r.local for r in rows], [r.tokens for r in rows]))
-        if not jobs:
+                work = processor.prepare([r.local for r in rows], [r.tokens for r in rows])
+                if work is not None:
+                    works.append(work)
+        if not works:
             return
+        def run_all() -> None:
+            for work in works:
+                work()
 
-        def prepare() -> None:
-            for processor, ids, generated in jobs:
-                processor.prepare(ids, generated)
-
-        self._prepared = _mask_worker().submit(prepare)
+        self._prepared = _MaskThread.get().submit(works[0] if len(works) == 1 else run_all)
 
     def settle(self) -> None:
         """Wait for the masks in preparation: nothing may touch a processor while the worker does.
         An error raised there surfaces here, in the step (or add/cancel) that follows."""
         prepared, self._prepared = self._prepared, None
         if prepared is not None:
-            prepared.result()
+            prepared.wait()
 
     # --- batch bookkeeping -------------------------------------------------------------------
 
