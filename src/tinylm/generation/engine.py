@@ -92,8 +92,9 @@ class Engine:
         logits_processor: LogitsProcessor | None = None,
     ) -> ContinuousBatch:
         """Prefill and return the decoder with these prompts admitted (one group), for callers
-        that run the steps themselves: `step()` until `done`, then `groups`' results; more
-        requests may join with `add`. step() runs the model in its current mode: use eval()."""
+        that run the steps themselves: `step()` until `done` gives (group, event) pairs, and
+        `group.results()` the finished rows; more requests may join with `add`. step() runs
+        the model in its current mode: use eval()."""
         config = config or GenerationConfig()
         _check_config(config)
         if config.num_beams > 1:
