@@ -137,7 +137,7 @@ class GrammarProcessor(LogitsProcessor):
         n = len(rows)
         if self._bitmask.shape[0] < n:
             self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
-        self._ready = (list(rows), [len(g) for g in generated])
+        ready = (list(rows), [len(g) for g in generated])
         self._accepted = None
         # The work calls XGrammar's C++ functions without its Python wrappers: the less Python
         # the mask thread runs, the less it holds the GIL that the forward pass needs between kernels.
@@ -152,6 +152,7 @@ class GrammarProcessor(LogitsProcessor):
                 fill_handles[0].fill_next_token_bitmask(bitmask, 0, False)
             else:
                 fill(fill_handles, bitmask, None, False)
+            self._ready = ready  # only a finished fill counts as prepared
 
         return work
 

@@ -131,6 +131,7 @@ class ContinuousBatch:
         self._masking: list[_Part] = []  # groups with a processor
         self._buckets: list[_Part] = []
         self._prepared: _Job | None = None  # the next step's masks, being computed on the mask thread
+        self._error: Exception | None = None  # what the mask thread raised, for the next step
 
     @property
     def num_rows(self) -> int:
@@ -196,6 +197,9 @@ class ContinuousBatch:
         if not rows:
             return []
         self.settle()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
         logits = self._logits
         dead: set[int] = set()
         for part in self._masking:
@@ -256,11 +260,15 @@ class ContinuousBatch:
         self._prepared = _MaskThread.get().submit(works[0] if len(works) == 1 else run_all)
 
     def settle(self) -> None:
-        """Wait for the masks in preparation: nothing may touch a processor while the worker does.
-        An error raised there surfaces here, in the step (or add/cancel) that follows."""
+        """Wait for the masks in preparation: nothing may touch a processor while the mask
+        thread does. An error raised there is kept for the next step: it belongs to the
+        batch's rows, not to a request being added or cancelled meanwhile."""
         prepared, self._prepared = self._prepared, None
         if prepared is not None:
-            prepared.wait()
+            try:
+                prepared.wait()
+            except Exception as e:  # noqa: BLE001 - re-raised by step()
+                self._error = e
 
     # --- batch bookkeeping -------------------------------------------------------------------
 
