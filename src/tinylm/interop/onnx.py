@@ -66,12 +66,16 @@ OPSET = 18
 PRECISION_KEY = "tinylm.precision"
 
 
-def require_onnx() -> None:
+def require_onnx(export: bool = False) -> None:
+    """Running needs onnxruntime; exporting also onnx and onnxscript (torch's exporter writes with it)."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
-    except ImportError:
-        raise TinyLMError("ONNX export needs onnx and onnxruntime: pip install 'tinylm[onnx]'") from None
+
+        if export:
+            import onnx  # noqa: F401
+            import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise TinyLMError(f"ONNX {'export' if export else 'runtime'} needs {e.name}: pip install 'tinylm[onnx]'") from None
 
 
 def _input_names(n_layer: int) -> list[str]:
@@ -303,7 +307,7 @@ def _quantize_int8(path: Path, out: Path) -> None:
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, int8: bool = False) -> Path:
     """Write `checkpoint` as an ONNX folder (model.onnx, config.json, tokenizer.json); atomic."""
-    require_onnx()
+    require_onnx(export=True)
     checkpoint, out = Path(checkpoint), Path(out)
     model = load_model(checkpoint)  # validates the checkpoint: shapes, names, readable weights
     state = {k: v.detach().float() for k, v in model.state_dict().items()}
