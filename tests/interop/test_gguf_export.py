@@ -182,6 +182,9 @@ def test_cli_and_bad_input(ckpt, tmp_path, capsys, monkeypatch, tokenizers):
     assert run_cli(monkeypatch, "export-gguf", biased, tmp_path / "x.gguf") == 2
     one_line_error(capsys, "bias=False")
 
+    assert run_cli(monkeypatch, "export-gguf", ckpt, ckpt / "model.safetensors") == 2
+    one_line_error(capsys, "is not a GGUF file")
+
     tampered = tmp_path / "tampered"
     import shutil
 

@@ -173,6 +173,10 @@ def test_export_cli_and_bad_input(exported, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("tinylm: error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out2").exists() and not list(tmp_path.glob(".out2*"))
+    # OUT may be an earlier export (replaced), never another folder: here, the checkpoint itself.
+    assert cli.main(["export-onnx", str(ckpt), str(ckpt)]) == 2
+    assert "is not an ONNX export folder" in capsys.readouterr().err
+    assert (ckpt / "model.safetensors").is_file()
     # A checkpoint folder is not an ONNX folder.
     assert cli.main(["generate", str(ckpt), "x", "--runtime", "onnx"]) == 2
     assert "not an ONNX export folder" in capsys.readouterr().err

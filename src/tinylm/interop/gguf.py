@@ -176,6 +176,11 @@ def _add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer, vocab_size: in
     writer.add_add_eos_token(False)
 
 
+def _is_gguf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"GGUF"
+
+
 def export_gguf(checkpoint: str | os.PathLike, out: str | os.PathLike, kind: str = "f32") -> Path:
     """Write `checkpoint` as a GGUF file of architecture llama; atomic (nothing on failure)."""
     gguf = require_gguf()
@@ -192,6 +197,8 @@ def export_gguf(checkpoint: str | os.PathLike, out: str | os.PathLike, kind: str
     tokenizer = load_tokenizer(checkpoint / TOKENIZER_FILENAME)
     if out.is_dir():
         raise TinyLMError(f"{out} is a folder; give the path of the .gguf file to write")
+    if out.exists() and not _is_gguf(out):  # an earlier export is replaced; any other file is the user's
+        raise TinyLMError(f"{out} exists and is not a GGUF file; choose a new path")
 
     file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind]

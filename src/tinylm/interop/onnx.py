@@ -312,14 +312,16 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, int8: 
     model = load_model(checkpoint)  # validates the checkpoint: shapes, names, readable weights
     state = {k: v.detach().float() for k, v in model.state_dict().items()}
     tokenizer_file = checkpoint / TOKENIZER_FILENAME
-    if out.exists() and not out.is_dir():
-        raise TinyLMError(f"{out} exists and is not a folder")
+    # Replacing OUT is fine when it is an earlier export; anything else (a checkpoint, a typo'd
+    # path to some other folder) is the user's and is never deleted.
+    if out.exists() and not (out.is_dir() and (is_onnx_folder(out) or not any(out.iterdir()))):
+        raise TinyLMError(f"{out} exists and is not an ONNX export folder; choose a new path")
     with atomic_folder(out) as tmp:
         write_json(tmp / CONFIG_FILE, model.config.to_dict())
         if tokenizer_file.is_file():
             shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILENAME)
         if int8:
-            with tempfile.TemporaryDirectory(dir=tmp.parent) as scratch:
+            with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=f".{out.name}.") as scratch:
                 fp32 = Path(scratch) / ONNX_FILE
                 _export_graph(model.config, state, fp32)
                 _quantize_int8(fp32, tmp / ONNX_FILE)
