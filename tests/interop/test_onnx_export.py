@@ -186,3 +186,13 @@ def test_onnx_model_refuses_training(exported):
     _, _, folder = exported("gpt2")
     with pytest.raises(TinyLMError):
         load_onnx(folder).model.train()
+
+
+def test_beam_search_runs_on_the_onnx_model(exported, tok):
+    """Beam search reorders the engine's cache between steps: the adapter reads it back each step."""
+    model, _, folder = exported("llama")
+    config = GenerationConfig(max_new_tokens=8, num_beams=3, ignore_eos=True)
+    prompts = [tok.encode(p) for p in PROMPTS[:2]]
+    ref = Engine(model, tok).generate(prompts, config)
+    got = Engine(load_onnx(folder).model, tok).generate(prompts, config)
+    assert [r.token_ids for r in got] == [r.token_ids for r in ref]
