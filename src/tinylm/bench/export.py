@@ -45,7 +45,8 @@ def _llama_cpp_tokens_per_s(path: Path, context: int, max_new: int) -> float:
     import numpy as np
     from llama_cpp import Llama
 
-    llm = Llama(str(path), n_ctx=context, n_threads=1, n_batch=context, logits_all=True, verbose=False)
+    # Without logits_all, llama-cpp-python keeps the last position's logits at scores[n_tokens - 1].
+    llm = Llama(str(path), n_ctx=context, n_threads=1, n_batch=context, logits_all=False, verbose=False)
     best = 0.0
     for _ in range(REPEATS):
         llm.reset()
