@@ -408,8 +408,8 @@ class OnnxModel:
         logits, *present = self.session.run(self._outputs, feed)
         if cache is not None:  # the new slots go into the engine's cache, as the model's own layers do
             for i in range(cfg.n_layer):
-                cache.k[i, :, :, past : past + T] = torch.from_numpy(present[2 * i][:, :, past:])
-                cache.v[i, :, :, past : past + T] = torch.from_numpy(present[2 * i + 1][:, :, past:])
+                cache.update(i, torch.from_numpy(present[2 * i][:, :, past:]),
+                             torch.from_numpy(present[2 * i + 1][:, :, past:]))
             cache.advance(T)
         logits = torch.from_numpy(logits)
         return (logits[:, -1:] if last_only else logits), None
