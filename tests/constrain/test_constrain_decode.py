@@ -9,6 +9,7 @@ every sampling control, batches, per-row grammars, streaming and beam search.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ import torch
 from constrain_models import random_lm
 from tinylm.constrain import Grammar, GrammarProcessor, builtin, compile_grammar, constrain
 from tinylm.errors import TinyLMError
+from tinylm.generation import ContinuousBatch, Engine, GenerationConfig
 from tinylm.tokenizers import Tokenizer
 
 SCHEMA = {
@@ -101,10 +103,12 @@ def test_each_prompt_can_have_its_own_grammar(char_tokenizer):
     lm = random_lm(char_tokenizer, seed=2)
     grammars = [builtin("arithmetic"), Grammar.regex(REGEX), Grammar.json_schema(SCHEMA), builtin("code2-thesis")]
     processor = constrain(lm, grammars)
+    stopped = [0] * len(grammars)
     for seed in range(3):
         results = lm.complete([""] * 4, processor, max_new_tokens=60, temperature=1.3, seed=seed)
-        for grammar, result in zip(grammars, results):
-            check(grammar, [result])
+        for i, (grammar, result) in enumerate(zip(grammars, results)):
+            stopped[i] += check(grammar, [result])
+    assert all(stopped), stopped  # every grammar's row ended on its own at least once: a sentence of it
 
 
 def test_schema_outputs_are_json_that_matches_the_schema(char_tokenizer):
@@ -129,7 +133,7 @@ def test_streaming_gives_the_same_text_as_generate(char_tokenizer):
         [result] = lm.complete([""], processor, max_new_tokens=60, temperature=1.3, seed=seed)
         streamed = "".join(lm.stream("", processor, max_new_tokens=60, temperature=1.3, seed=seed))
         assert streamed == result.text
-        check(grammar, [result])
+        assert check(grammar, [result]) == 1  # a whole sentence, not a prefix cut by max_new_tokens
 
 
 @pytest.mark.parametrize("name", ["arithmetic", "code2-full", "schema"])
@@ -144,8 +148,8 @@ def test_beam_search_with_a_grammar_per_prompt(char_tokenizer):
     lm = random_lm(char_tokenizer, seed=8)
     grammars = [Grammar.regex("(ab|cd)+"), builtin("arithmetic")]
     results = lm.complete(["", ""], constrain(lm, grammars, num_beams=3), max_new_tokens=20, num_beams=3)
-    for grammar, result in zip(grammars, results):
-        check(grammar, [result])
+    stopped = [check(grammar, [result]) for grammar, result in zip(grammars, results)]
+    assert stopped[0] == 1  # (ab|cd)+ can end anywhere: its best hypothesis is a finished sentence
 
 
 def test_a_processor_can_be_reused_across_calls(char_tokenizer):
@@ -196,7 +200,7 @@ def test_padded_model_vocabulary_never_samples_padding_or_specials(char_tokenize
     assert allowed and max(allowed) < char_tokenizer.vocab_size
     assert not set(allowed) & char_tokenizer.special_ids
     results = lm.complete([""] * 4, processor, max_new_tokens=40, temperature=1.5, seed=0)
-    check(builtin("json"), results)
+    assert check(builtin("json"), results) >= 2  # rows end on their own, as JSON documents
 
 
 def test_grammar_compiled_for_another_width_is_refused(char_tokenizer):
@@ -276,3 +280,72 @@ def test_direct_kernel_masks_like_xgrammars_public_function(char_tokenizer):
     xgr.apply_token_bitmask_inplace(reference, processor._bitmask[:3].clone())
     assert torch.equal(logits, reference)
     assert 0 < torch.isfinite(logits).sum() < logits.numel()
+
+
+class _ThreadSpy(GrammarProcessor):
+    """A GrammarProcessor that records on which threads the work its `prepare` hands out runs."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads: list[str] = []
+
+    def prepare(self, rows, generated):
+        work = super().prepare(rows, generated)
+        if work is None:
+            return None
+
+        def spied() -> None:
+            self.threads.append(threading.current_thread().name)
+            work()
+
+        return spied
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("temperature", [0.0, 1.3])
+def test_masks_on_the_mask_thread_give_the_same_tokens(char_tokenizer, batch, temperature):
+    """The decoder computes the next mask on its mask thread during the forward pass; with the
+    thread off it computes it in the step. Same seed, same tokens, every row."""
+    lm = random_lm(char_tokenizer, seed=3)
+    compiled = compile_grammar(builtin("code2-full"), char_tokenizer, lm.model.config.vocab_size)
+    prompts = [[char_tokenizer.bos_id]] * batch
+    config = GenerationConfig(max_new_tokens=40, temperature=temperature, seed=11)
+    runs = {}
+    for overlap in (True, False):
+        processor = _ThreadSpy(compiled)
+        results = Engine(lm.model, lm.tokenizer, overlap_masks=overlap).generate(prompts, config, processor)
+        runs[overlap] = [(r.token_ids, r.finish_reason) for r in results]
+        assert set(processor.threads) == ({"tinylm-masks"} if overlap else set())
+        assert not overlap or len(processor.threads) > 10  # the thread did the work, step after step
+    assert runs[True] == runs[False]
+    assert len({tuple(ids) for ids, _ in runs[True]}) == (1 if temperature == 0 else batch)
+
+
+def test_mask_thread_with_rows_joining_and_leaving(char_tokenizer):
+    """Continuous batching: grammar groups join at different steps, one is cancelled midway;
+    with and without the mask thread every row gets the same tokens."""
+    lm = random_lm(char_tokenizer, seed=5)
+    bos = char_tokenizer.bos_id
+    grammars = [builtin("arithmetic"), builtin("code2-full"), Grammar.json_schema(SCHEMA)]
+    compiled = [compile_grammar(g, char_tokenizer, lm.model.config.vocab_size) for g in grammars]
+    config = GenerationConfig(max_new_tokens=30, temperature=1.2, seed=3)
+    runs = {}
+    for overlap in (True, False):
+        batch = ContinuousBatch(lm.model, lm.tokenizer, overlap_masks=overlap)
+        tokens: dict[tuple[int, int], list[int]] = {}
+        groups = [batch.add([[bos]] * 3, config, GrammarProcessor(compiled[0]), owner=0)]
+        step = 0
+        while not batch.done:
+            if step == 2:
+                groups.append(batch.add([[bos], [bos, bos]], config, GrammarProcessor(compiled[1]), owner=1))
+                groups.append(batch.add([[bos]], GenerationConfig(max_new_tokens=30, temperature=0),
+                                        GrammarProcessor(compiled[2]), owner=2))
+            if step == 6:
+                batch.cancel(groups[1])
+            for group, event in batch.step():
+                if event.token_id is not None:
+                    tokens.setdefault((group.owner, event.row), []).append(event.token_id)
+            step += 1
+        runs[overlap] = tokens
+    assert runs[True] == runs[False]
+    assert len(runs[True][(1, 0)]) == 4  # the cancelled group stopped after four steps

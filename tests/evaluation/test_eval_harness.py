@@ -123,3 +123,14 @@ def test_bad_requests_are_user_errors(task: Code2Task):
     with pytest.raises(TinyLMError, match="limit"):
         evaluate(lm, task, "test", GenerationConfig(temperature=0), limit=0)
     assert Example("a", "b").meta == {}
+
+
+def test_published_figures_sit_beside_the_test_split_only(tiny_code2_model: Path):
+    """The thesis's figures are on its test split: a report on another split does not show them."""
+    lm = tinylm.load(tiny_code2_model)
+    task = get_task("code2", model_extra=lm.model.config.extra)
+    config = GenerationConfig(temperature=0, max_new_tokens=8)
+    on_test = evaluate(lm, task, "test", config, limit=1, latency_examples=0)
+    assert on_test.anchor is not None and "UGR thesis" in markdown(on_test)
+    other = evaluate(lm, task, "handwritten", config, limit=1, latency_examples=0)
+    assert other.anchor is None and "UGR thesis" not in markdown(other)

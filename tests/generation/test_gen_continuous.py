@@ -137,3 +137,53 @@ def test_prompts_are_checked(model):
     with pytest.raises(TinyLMError):
         batch.add([[]], GenerationConfig())
     assert batch.num_rows == 0
+
+
+class Alternating(LogitsProcessor):
+    """Even ids at even lengths, odd ids at odd ones; the allowed ids are computed by the work
+    `prepare` hands to the mask thread (or in the call, when nothing was prepared)."""
+
+    def __init__(self, fail_at: int | None = None):
+        self.ready: dict[tuple[int, int], list[int]] = {}
+        self.fail_at, self.prepared = fail_at, 0
+
+    @staticmethod
+    def allowed(length):
+        return list(range(4 + length % 2, 60, 2))
+
+    def __call__(self, logits, rows, generated):
+        for i, (row, tokens) in enumerate(zip(rows, generated)):
+            ids = self.ready.pop((row, len(tokens)), None) or self.allowed(len(tokens))
+            keep = logits[i, ids].clone()
+            logits[i].fill_(float("-inf"))
+            logits[i, ids] = keep
+
+    def prepare(self, rows, generated):
+        keys = [(row, len(tokens)) for row, tokens in zip(rows, generated)]
+
+        def work():
+            if self.fail_at is not None and keys[0][1] >= self.fail_at:
+                raise ValueError("the mask thread failed")
+            for key in keys:
+                self.ready[key] = self.allowed(key[1])
+            self.prepared += 1
+
+        return work
+
+
+def test_prepared_masks_give_the_same_tokens_as_masks_made_in_the_step(model):
+    prompts = [[5, 6, 7], [8], [9, 10]]
+    cfg = GenerationConfig(temperature=1.0, seed=4, max_new_tokens=12)
+    runs = {}
+    for overlap in (True, False):
+        processor = Alternating()
+        results = Engine(model, TOK, overlap_masks=overlap).generate(prompts, cfg, processor)
+        runs[overlap] = [r.token_ids for r in results]
+        assert (processor.prepared > 0) == overlap
+        assert all(t % 2 == j % 2 for ids in runs[overlap] for j, t in enumerate(ids))
+    assert runs[True] == runs[False]
+
+
+def test_an_error_on_the_mask_thread_surfaces_in_the_next_step(model):
+    with pytest.raises(ValueError, match="mask thread failed"):
+        Engine(model, TOK).generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10), Alternating(3))

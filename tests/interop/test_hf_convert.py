@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-import transformers
+transformers = pytest.importorskip("transformers")
 
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError

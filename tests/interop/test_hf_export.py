@@ -6,7 +6,7 @@ import json
 import pytest
 import sentencepiece as spm
 import torch
-import transformers
+transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "code2": "tinylm.bench.code2",
     "serve": "tinylm.bench.serve",
     "grammar": "tinylm.bench.grammar",
+    "export": "tinylm.bench.export",
     "quant": "tinylm.bench.quant",
 }
 

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("prompt", nargs="?", default="", help="the text to continue (default: empty)")
     p.add_argument("-i", "--interactive", action="store_true", help="read prompts in a loop (Ctrl-D to quit)")
     p.add_argument("--no-stream", action="store_true", help="print the completion when it is finished")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="onnx: run a folder written by `tinylm export-onnx` in ONNX Runtime")
     add_sampling_args(p)
     add_grammar_args(p)
     p.set_defaults(func=run)
@@ -28,7 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import tinylm
 
-    lm = tinylm.load(args.checkpoint)
+    if args.runtime == "onnx":
+        from tinylm.interop.onnx import load_onnx
+
+        lm = load_onnx(args.checkpoint)
+    else:
+        lm = tinylm.load(args.checkpoint)
     settings = sampling_settings(args)
     processor = grammar_processor(args, lm)
     if not args.interactive:

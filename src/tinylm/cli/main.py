@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "tinylm.cli.info",
     "tinylm.cli.perplexity",
     "tinylm.cli.export_hf",
+    "tinylm.cli.export_onnx",
+    "tinylm.cli.export_gguf",
     "tinylm.cli.quantize",
     "tinylm.cli.bench",
     "tinylm.cli.eval_task",

@@ -30,6 +30,15 @@ def xgrammar() -> ModuleType:
     return xgr
 
 
+def xgrammar_core() -> ModuleType:
+    """XGrammar's C++ bindings, under its Python wrappers (processor.py calls a few directly
+    where the wrappers' Python costs as much as the call)."""
+    xgrammar()
+    from xgrammar.base import _core
+
+    return _core
+
+
 def reason(error: Exception) -> str:
     """xgrammar's message without its log prefix, on one line."""
     text = _CHECK_FAILED.sub("", _LOG_PREFIX.sub("", str(error).strip()))

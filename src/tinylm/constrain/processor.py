@@ -10,11 +10,17 @@ generated. Each step the engine calls the processor; for the live rows it
 3. after the draw, `advance(row, token)` records the chosen token; the matchers take the
    step's tokens just before the next mask is filled.
 
+The fill (with the accepts before it) is the expensive part, and it depends only on the
+tokens already chosen, not on the logits: `prepare(rows, generated)` does it ahead, and
+the decoder calls it on a worker thread while the model computes the logits it will
+mask. `__call__` then only applies the bitmask, or fills it first if the rows are not
+the ones prepared (the same mask either way).
+
 Every call into XGrammar crosses its FFI layer, and between two decode steps the model has
 pushed XGrammar's code and tables out of the CPU caches: a fill that takes 1 us in a tight
 loop takes 25-40 us there (bench machine). So the processor makes few calls and makes
-them back to back, where each warms the next: per step the accepts, one fill (all rows)
-and one apply; the bitmask is allocated once (rows x ceil(V / 32) int32) and reused, and
+them back to back, where each warms the next: per step one accept (all rows), one fill
+(all rows) and one apply; the bitmask is allocated once (rows x ceil(V / 32) int32) and reused, and
 whether a row is finished is known without asking (it chose a stop token).
 On top of the grammar, the tokenizer's Utf8Guard (utf8.py) keeps the bytes valid UTF-8.
 
@@ -38,13 +44,13 @@ Several grammars: pass one CompiledGrammar per prompt; row r uses grammar r // n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from tinylm.constrain.backend import xgrammar
+from tinylm.constrain.backend import xgrammar, xgrammar_core
 from tinylm.constrain.compiler import CompiledGrammar
 from tinylm.errors import TinyLMError
 from tinylm.generation import LogitsProcessor
@@ -77,11 +83,17 @@ class GrammarProcessor(LogitsProcessor):
         self.num_beams = num_beams
         self._rows: dict[int, _Row] = {}
         self._pending: list[tuple[_Row, int]] = []  # (row, token) chosen but not yet given to its matcher
+        self._ready: tuple[list[int], list[int]] | None = None  # (rows, lengths) the bitmask was prepared for
+        self._accepted: tuple[list[int], list[bool]] | None = None  # what the prepared accept call returned
         self._stop_ids = frozenset(self._grammars[0].compiled.tokenizer_info.stop_token_ids)
         self._guard = self._grammars[0].guard
         self._bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
         self._kernel = _cpu_kernel()
-        self._batch_fill = self._xgr.BatchGrammarMatcher().batch_fill_next_token_bitmask
+        batch_matcher = self._xgr.BatchGrammarMatcher()
+        self._batch_fill = batch_matcher.batch_fill_next_token_bitmask
+        self._batch_fill_handles = batch_matcher._handle.batch_fill_next_token_bitmask
+        self._batch_accept_handles = xgrammar_core().BatchGrammarMatcher.batch_accept_token
+        self._batch_accept = self._xgr.BatchGrammarMatcher.batch_accept_token
 
     def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
         n, width = logits.shape
@@ -90,22 +102,13 @@ class GrammarProcessor(LogitsProcessor):
                 f"the grammar was compiled for {self.vocab_size} tokens but the model has {width}; "
                 "compile it with the model's vocab_size"
             )
-        self._flush()
-        if self._bitmask.shape[0] < n:
-            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+        ready, self._ready = self._ready, None
+        accepted, self._accepted = self._accepted, None
+        if accepted is not None:
+            _check_accepted(*accepted)
+        if ready is None or ready[0] != rows or ready[1] != [len(g) for g in generated]:
+            self._fill(rows, generated)
         bitmask = self._bitmask  # rows 0..n-1 are this step's; no slicing, which is one more torch call
-        matchers, open_rows = [], []
-        for i, (row, tokens) in enumerate(zip(rows, generated)):
-            state = self._rows.get(row)
-            if state is None or state.length != len(tokens):
-                state = self._start(row, tokens)
-            matchers.append(state.matcher)
-            if state.open_lead:
-                open_rows.append(i)
-        if n == 1:
-            matchers[0].fill_next_token_bitmask(bitmask, 0)
-        else:
-            self._batch_fill(matchers, bitmask)
         if self._kernel is not None and logits.device.type == "cpu" and logits.dtype == torch.float32:
             words = bitmask.shape[1]
             self._kernel(logits.data_ptr(), (n, width), logits.stride(), bitmask.data_ptr(), (n, words), (words, 1),
@@ -115,10 +118,63 @@ class GrammarProcessor(LogitsProcessor):
         guard = self._guard
         if guard.never is not None:
             logits.masked_fill_(guard.never.to(logits.device), NEG_INF)
-        for i in open_rows:
-            logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
+        for i, row in enumerate(rows):
+            if self._rows[row].open_lead:
+                logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
+
+    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> Callable[[], None] | None:
+        """The bookkeeping now; returned: the XGrammar calls (accept the step's tokens, fill the
+        bitmask), which release the GIL, for the decoder to run on its mask thread."""
+        self._ready = None
+        states = [self._rows.get(row) for row in rows]
+        if any(s is None or s.length != len(g) for s, g in zip(states, generated)):
+            return None  # a row to (re)start: __call__ does it all
+        pending = self._pending
+        accept_matchers, tokens = [state.matcher for state, _ in pending], [token for _, token in pending]
+        if len(set(map(id, accept_matchers))) != len(accept_matchers):
+            return None  # a matcher with two pending tokens: __call__ accepts them in order
+        self._pending = []
+        n = len(rows)
+        if self._bitmask.shape[0] < n:
+            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+        ready = (list(rows), [len(g) for g in generated])
+        self._accepted = None
+        # The work calls XGrammar's C++ functions without its Python wrappers: the less Python
+        # the mask thread runs, the less it holds the GIL that the forward pass needs between kernels.
+        accept_handles = [m._handle for m in accept_matchers]
+        fill_handles, bitmask = [state.matcher._handle for state in states], self._bitmask
+        accept, fill = self._batch_accept_handles, self._batch_fill_handles
+
+        def work() -> None:
+            if accept_handles:
+                self._accepted = (tokens, accept(accept_handles, tokens, False))
+            if n == 1:
+                fill_handles[0].fill_next_token_bitmask(bitmask, 0, False)
+            else:
+                fill(fill_handles, bitmask, None, False)
+            self._ready = ready  # only a finished fill counts as prepared
+
+        return work
+
+    def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed)."""
+        self._flush()
+        n = len(rows)
+        if self._bitmask.shape[0] < n:
+            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+        matchers = []
+        for row, tokens in zip(rows, generated):
+            state = self._rows.get(row)
+            if state is None or state.length != len(tokens):
+                state = self._start(row, tokens)
+            matchers.append(state.matcher)
+        if n == 1:
+            matchers[0].fill_next_token_bitmask(self._bitmask, 0)
+        else:
+            self._batch_fill(matchers, self._bitmask)
 
     def advance(self, row: int, token_id: int) -> None:
+        self._ready = None
         state = self._rows[row]
         self._pending.append((state, token_id))
         state.length += 1
@@ -130,6 +186,7 @@ class GrammarProcessor(LogitsProcessor):
         return state is not None and state.stopped
 
     def reorder(self, rows: Sequence[int], parents: Sequence[int]) -> None:
+        self._ready = None
         self._flush()  # a child must fork its parent's matcher as it is now
         targets = set(rows)
         # Rows that are not reassigned keep their matchers, so their children fork.
@@ -150,10 +207,11 @@ class GrammarProcessor(LogitsProcessor):
         pending, self._pending = self._pending, []
         if not pending:
             return
-        for state, token in pending:
-            if not state.matcher.accept_token(token):
-                # The engine only draws tokens the mask allowed; anything else is a bug, not user input.
-                raise RuntimeError(f"the grammar rejected token {token}, which its mask had allowed")
+        matchers, tokens = [state.matcher for state, _ in pending], [token for _, token in pending]
+        if len(set(map(id, matchers))) == len(matchers):  # one token per matcher: one call for all
+            _check_accepted(tokens, self._batch_accept(matchers, tokens))
+        else:
+            _check_accepted(tokens, [m.accept_token(t) for m, t in zip(matchers, tokens)])
 
     def _start(self, row: int, tokens: Sequence[int]) -> _Row:
         grammar = self._grammars[0] if len(self._grammars) == 1 else self._grammar_of(row)
@@ -173,6 +231,13 @@ class GrammarProcessor(LogitsProcessor):
         return self._grammars[prompt]
 
 
+def _check_accepted(tokens: Sequence[int], accepted: Sequence[Any]) -> None:
+    for ok, token in zip(accepted, tokens):
+        if not ok:
+            # The engine only draws tokens the mask allowed; anything else is a bug, not user input.
+            raise RuntimeError(f"the grammar rejected token {token}, which its mask had allowed")
+
+
 def _cpu_kernel() -> Any:
     """XGrammar's CPU masking kernel without its Python wrapper, or None if this version lacks it.
 
@@ -182,8 +247,6 @@ def _cpu_kernel() -> Any:
     calls (xgrammar.kernels.apply_token_bitmask_inplace_cpu); test_constrain_decode.py
     checks the two give the same logits."""
     try:
-        from xgrammar.base import _core
-
-        return _core.kernels.apply_token_bitmask_inplace_cpu
-    except (ImportError, AttributeError):
+        return xgrammar_core().kernels.apply_token_bitmask_inplace_cpu
+    except AttributeError:
         return None

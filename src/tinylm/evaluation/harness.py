@@ -184,7 +184,7 @@ def evaluate(
     settings = {"generation": _config_dict(config), "max_answer_bytes": task.max_answer_bytes,
                 "batch_size": batch_size, "limit": limit, "constrained": constrained}
     return EvalResult(task.name, split, settings, summary, records, dict(task.score_labels),
-                      dict(task.error_labels), task.anchor)
+                      dict(task.error_labels), task.anchor if split == "test" else None)
 
 
 def _error_counts(records: list[dict[str, Any]], task: Task) -> dict[str, Any]:

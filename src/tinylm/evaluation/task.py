@@ -45,7 +45,7 @@ class Task(Protocol):
     score_labels: dict[str, str]
     # taxonomy() categories -> labels, in display order.
     error_labels: dict[str, str]
-    anchor: Anchor | None
+    anchor: Anchor | None  # published figures on the task's test split (reports show them beside that split only)
     # A bound on the length in bytes of any correct answer to one prompt, or None. Char and
     # byte-level tokenizers never need more tokens than bytes, so the harness caps
     # max_new_tokens here: a runaway answer stops early (it is wrong either way), and the

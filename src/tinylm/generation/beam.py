@@ -18,11 +18,11 @@ from __future__ import annotations
 import torch
 
 from tinylm.generation.config import GenerationConfig
+from tinylm.generation.incremental_text import IncrementalText
 from tinylm.generation.prefill import prefill
 from tinylm.generation.processor import LogitsProcessor
 from tinylm.generation.result import GenerationResult
-from tinylm.generation.sampling import apply_penalties
-from tinylm.generation.text import RowText
+from tinylm.generation.rows import TokenHistory, mask_rows
 from tinylm.model import GPT
 from tinylm.tokenizers import Tokenizer
 
@@ -43,7 +43,9 @@ def beam_search(
 ) -> list[GenerationResult]:
     K, B = config.num_beams, len(prompts)
     lp = config.length_penalty
-    cache, logits, max_new = prefill(model, prompts, config.max_new_tokens)
+    width = max(map(len, prompts))
+    max_new = min(config.max_new_tokens, model.config.block_size - width + 1)  # see prefill.py
+    cache, logits = prefill(model, prompts, width + max_new - 1)
     device, V = logits.device, logits.shape[-1]
     # Each prompt becomes K rows; only the first is live at the start, or the first step
     # would pick the same token K times.
@@ -55,12 +57,8 @@ def beam_search(
     hyps: list[list[_Hypothesis]] = [[] for _ in range(B)]
     dead_ends: dict[int, list[int]] = {}  # prompt -> tokens, for prompts where nothing was allowed
     done = [False] * B
-    counts = torch.zeros(B * K, V, device=device) if config.uses_counts else None
-    seen = None
-    if config.repetition_penalty != 1.0:
-        seen = torch.zeros(B * K, V, dtype=torch.bool, device=device)
-        for r in range(B * K):
-            seen[r, prompts[r // K]] = True
+    history = TokenHistory()
+    history.add([prompts[r // K] for r in range(B * K)], config, V, device)
     n_candidates = min(max(2, 1 + len(stop_token_ids)) * K, K * V)
 
     for step in range(max_new):
@@ -68,11 +66,7 @@ def beam_search(
         before_mask = list(scores)
         if processor is not None:
             logits = _mask(processor, logits, scores, beams, hyps, done, K, lp)
-        if counts is not None or seen is not None:
-            logits = apply_penalties(
-                logits, counts, repetition=config.repetition_penalty, presence=config.presence_penalty,
-                frequency=config.frequency_penalty, seen=seen,
-            )
+        logits = history.penalize(logits, config)
         total = torch.log_softmax(logits.float(), dim=-1) + torch.tensor(scores, device=device)[:, None]
         top_scores, top_ids = total.view(B, K * V).topk(n_candidates, dim=-1)
         last = step == max_new - 1
@@ -112,17 +106,15 @@ def beam_search(
         cache.reorder(index)
         beams = [beams[p] + [t] for p, t in zip(parents, tokens)]
         scores = new_scores
-        new_tokens = torch.tensor(tokens, device=device)[:, None]
-        if counts is not None:
-            counts = counts[index].scatter_add_(1, new_tokens, torch.ones_like(new_tokens, dtype=counts.dtype))
-        if seen is not None:
-            seen = seen[index].scatter_(1, new_tokens, True)
+        new_tokens = torch.tensor(tokens, device=device)
+        history.keep(index)
+        history.record(new_tokens)
         if processor is not None:
             processor.reorder(range(B * K), parents)
             for r, (t, s) in enumerate(zip(tokens, scores)):
                 if s != NEG_INF:
                     processor.advance(r, t)
-        out, _ = model(new_tokens, cache=cache, last_only=True)
+        out, _ = model(new_tokens[:, None], cache=cache, last_only=True)
         logits = out[:, -1]
 
     results = []
@@ -134,7 +126,7 @@ def beam_search(
         text = None
         if tokenizer is not None:
             text_ids = ids[:-1] if reason == "stop" and ids and ids[-1] in stop_token_ids else ids
-            row_text = RowText(tokenizer)
+            row_text = IncrementalText(tokenizer)
             for t in text_ids:
                 row_text.add(t)
             row_text.finish()
@@ -168,12 +160,8 @@ def _mask(
     if not live:
         return logits
     index = torch.tensor(live, device=logits.device)
-    sub = logits[index]
-    processor(sub, live, [beams[r] for r in live])
-    logits = logits.index_copy(0, index, sub)
-    for r, empty in zip(live, torch.isneginf(sub).all(dim=-1).tolist()):
-        if empty:
-            scores[r] = NEG_INF
+    for d in mask_rows(processor, logits, live, [beams[r] for r in live], index):
+        scores[live[d]] = NEG_INF
     # Rows with score -inf get finite logits so log_softmax stays finite (NaN would win topk).
     dead = torch.tensor([s == NEG_INF for s in scores], device=logits.device)
     return logits.masked_fill(dead[:, None], 0.0)

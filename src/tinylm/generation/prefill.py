@@ -1,13 +1,12 @@
-"""Prefill: run the prompts through the model once, filling a KV cache sized for the whole generation.
+"""Prefill: run the prompts through the model once, filling a KV cache with room for the generation.
 
 Prompts of different lengths are left-padded to a common width W, so every row's last
 prompt token sits in the same slot and each decode step appends one slot to all rows;
 the cache's `pad` hides the padding from attention and shifts each row's positions.
 
-Context policy: a prompt longer than the model's context is an error. Otherwise
-max_new_tokens is clamped so the padded batch fits: W + new - 1 <= block_size (the very
-last token is sampled but never fed back). Rows that hit this limit end with "length".
-In a batch the limit follows the longest prompt, since padding occupies cache slots.
+Context policy: a prompt longer than the model's context is an error. Otherwise each
+row's max_new_tokens is clamped to its own prompt: prompt + new - 1 <= block_size (the
+very last token is sampled but never fed back); a row that hits it ends with "length".
 """
 
 from __future__ import annotations
@@ -42,15 +41,13 @@ def check_prompts(model: GPT, prompts: Sequence[Sequence[int]]) -> list[list[int
     return out
 
 
-def prefill(
-    model: GPT, prompts: list[list[int]], max_new_tokens: int
-) -> tuple[KVCache, torch.Tensor, int]:
-    """Returns the cache, the logits (B, V) of each row's next token, and max_new_tokens after clamping."""
+def prefill(model: GPT, prompts: list[list[int]], capacity: int = 0) -> tuple[KVCache, torch.Tensor]:
+    """Returns the cache (room for `capacity` slots per row, at least the prompts' width) and
+    the logits (B, V) of each row's next token."""
     param = next(model.parameters())
     width = max(map(len, prompts))
-    max_new = min(max_new_tokens, model.config.block_size - width + 1)
     idx = torch.tensor([[0] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=param.device)
     pad = torch.tensor([width - len(p) for p in prompts], dtype=torch.long, device=param.device)
-    cache = KVCache(model.config, len(prompts), width + max_new - 1, dtype=param.dtype, device=param.device, pad=pad)
+    cache = KVCache(model.config, len(prompts), max(capacity, width), dtype=param.dtype, device=param.device, pad=pad)
     logits, _ = model(idx, cache=cache, last_only=True)
-    return cache, logits[:, -1], max_new
+    return cache, logits[:, -1]

@@ -16,12 +16,22 @@ Beam search reshuffles its beams every step. Before advancing, it calls
 `reorder(rows, parents)`: row rows[i] now continues the sequence that row parents[i] had
 (a parent may have several children, so a stateful processor must copy, e.g. xgrammar's
 `GrammarMatcher.fork()`). Stateless processors only implement `__call__`.
+
+Overlap. A processor whose mask takes real work (a grammar's bitmask) may also implement
+`prepare(rows, generated)`, which the decoder calls right after a step's `advance` calls,
+before the model's forward pass: it does its quick bookkeeping and returns the slow part
+as a function of no arguments (or None). The decoder runs that function on its mask
+thread while the forward pass runs, and waits for it before touching the processor
+again. The two threads overlap only where neither needs the GIL (torch releases it inside
+its kernels, XGrammar inside its C++), so the returned function should be little more
+than calls into such code. `__call__` must give the same mask whether or not `prepare`
+ran (the decoder can be told not to overlap, and rows can change before `__call__`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -41,3 +51,13 @@ class LogitsProcessor(ABC):
 
     def reorder(self, rows: Sequence[int], parents: Sequence[int]) -> None:
         """Beam search: row rows[i] continues the state row parents[i] had before this call."""
+
+    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> Callable[[], None] | None:
+        """Optional: get ready for the next `__call__` with exactly these rows; returns the slow
+        part, which the decoder runs on its mask thread, to completion, before that call."""
+        return None
+
+    @property
+    def prepares(self) -> bool:
+        """Whether `prepare` does anything (the decoder starts no thread for processors without it)."""
+        return type(self).prepare is not LogitsProcessor.prepare

@@ -1,4 +1,8 @@
-"""Interoperability with other toolkits: Hugging Face transformers (export and import)."""
+"""Interoperability with other toolkits: Hugging Face transformers (hf: export and import),
+ONNX Runtime (onnx: export_onnx, load_onnx) and llama.cpp (gguf: export_gguf).
+
+The onnx and gguf modules are imported by name (`from tinylm.interop.onnx import export_onnx`):
+their libraries are optional extras."""
 
 from tinylm.interop.hf import export_hf, from_hf, import_hf, read_hf_tokenizer, to_hf
 

@@ -9,6 +9,13 @@ decode step never reallocates or copies the past: it writes one slot per layer a
 attends to a view of the filled prefix. Rows of a batch may have different prompt lengths;
 prompts are left-padded, and `pad` records how many leading slots of each row are padding
 so attention can ignore them.
+
+Continuous batching (generation/continuous.py) changes the batch between steps, through
+this class's methods only: `append` adds prefilled rows (right-aligned with the rows
+already there, so every row's newest token sits in the same slot), `reorder` keeps some
+rows in some order (finished rows leave; beam search follows parents) and `trim` drops
+the leading slots that are padding in every row. Nothing outside this class writes its
+fields.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ class KVCache:
     @property
     def batch_size(self) -> int:
         return self.k.shape[1]
+
+    @property
+    def capacity(self) -> int:
+        """Slots per row allocated (filled or not)."""
+        return self.k.shape[3]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's (B, H_kv, T, D) keys/values; return all keys/values so far."""
@@ -77,3 +89,40 @@ class KVCache:
             self.k, self.v, self._spare = k, v, None
         if self.pad is not None:
             self.pad = self.pad.index_select(0, rows)
+
+    def append(self, other: KVCache, capacity: int = 0) -> None:
+        """Add `other`'s rows after this cache's, right-aligned: the shorter side is shifted
+        right and its extra leading slots become padding. The buffers are reallocated with
+        room for `capacity` slots (at least the filled length), so the decode steps until
+        the next change do not reallocate."""
+        length = max(self.length, other.length)
+        capacity = max(capacity, length)
+        n_self, n_other = self.batch_size, other.batch_size
+        shape = (self.k.shape[0], n_self + n_other, self.k.shape[2], capacity, self.k.shape[4])
+        k, v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        for rows, src in ((slice(0, n_self), self), (slice(n_self, None), other)):
+            k[:, rows, :, length - src.length : length] = src.k[:, :, :, : src.length]
+            v[:, rows, :, length - src.length : length] = src.v[:, :, :, : src.length]
+        pad = torch.cat([self._pad_or_zeros() + (length - self.length), other._pad_or_zeros() + (length - other.length)])
+        self.k, self.v, self._spare = k, v, None
+        self.length, self.max_len = length, capacity
+        self.pad = pad if bool(pad.any()) else None
+
+    def trim(self) -> None:
+        """Drop the leading slots that are padding in every row (after rows left the batch),
+        so the cache is no longer than its longest row."""
+        if self.pad is None:
+            return
+        drop = int(self.pad.min())
+        if drop:
+            self.k, self.v = self.k[:, :, :, drop:], self.v[:, :, :, drop:]
+            self.length -= drop
+            self.max_len -= drop
+            self.pad = self.pad - drop
+        if not bool(self.pad.any()):
+            self.pad = None
+
+    def _pad_or_zeros(self) -> torch.Tensor:
+        if self.pad is not None:
+            return self.pad
+        return torch.zeros(self.batch_size, dtype=torch.long, device=self.k.device)

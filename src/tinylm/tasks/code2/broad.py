@@ -248,7 +248,7 @@ def _finish_line(rng: random.Random, line: _Line) -> _Line:
     """Noise, then the final case; the error message (if any) quotes the final text."""
     text, variant = P.noise(rng, P.finish(line.text))
     line.text = text
-    _resolve(line, lambda t: P.recase(t, variant))
+    _resolve(line, lambda t: _case_variant(t, variant))
     line.final = True
     return line
 

@@ -125,6 +125,8 @@ def _finish(sentence: str) -> str:
 
 
 def _case_variant(s: str, variant: str) -> str:
+    if variant == "swap":  # caps lock left on (the broad style's noise)
+        return s.swapcase()
     if variant == "lower":
         return s.lower()
     if variant == "upper":

@@ -261,20 +261,6 @@ CASES = (("asis", 10), ("lower", 3), ("upper", 2), ("capitalize", 1), ("title", 
 _CASES = tuple(c for c, w in CASES for _ in range(w))
 
 
-def recase(text: str, variant: str) -> str:
-    if variant == "swap":  # caps lock left on
-        return text.swapcase()
-    if variant == "lower":
-        return text.lower()
-    if variant == "upper":
-        return text.upper()
-    if variant == "capitalize":
-        return text.capitalize()
-    if variant == "title":
-        return text.title()
-    return text
-
-
 def noise(rng: random.Random, text: str) -> tuple[str, str]:
     """Accents, a typo and the final punctuation applied to `text`; returns it and the case
     variant to apply once the marked tokens are read (generator._resolve)."""

@@ -1,10 +1,10 @@
-"""RowText (stop strings over streamed text) against a direct computation on the whole text."""
+"""IncrementalText (stop strings over streamed text) against a direct computation on the whole text."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from tinylm.generation.text import RowText
+from tinylm.generation.incremental_text import IncrementalText
 from tinylm.tokenizers import Tokenizer
 
 
@@ -48,7 +48,7 @@ def expected_text(chunks: list[str], stops: list[str]) -> tuple[str, bool]:
     stops=st.lists(st.text("ab\n", min_size=1, max_size=4), max_size=3),
 )
 def test_released_text_is_the_text_before_the_first_stop_string(chunks, stops):
-    row = RowText(Pieces(chunks), stops)
+    row = IncrementalText(Pieces(chunks), stops)
     released = ""
     longest = max(map(len, stops), default=0)
     for token in range(4, 4 + len(chunks)):
@@ -65,6 +65,6 @@ def test_released_text_is_the_text_before_the_first_stop_string(chunks, stops):
 def test_utf8_split_across_tokens():
     tok = Pieces([])
     tok._bytes += [b"\xc3", b"\xa9", b"x"]  # "é" as two byte tokens
-    row = RowText(tok, ["éx"])
+    row = IncrementalText(tok, ["éx"])
     assert [row.add(4), row.add(5), row.add(6)] == ["", "", ""]
     assert row.stopped and row.text == ""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from tinylm.tokenizers import IncrementalDecoder, Tokenizer
 
 
-class RowText:
+class IncrementalText:
     def __init__(self, tokenizer: Tokenizer, stop_strings: Sequence[str] = ()) -> None:
         self._decoder = IncrementalDecoder(tokenizer)
         self._stops = tuple(stop_strings)
