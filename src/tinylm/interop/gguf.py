@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from tinylm.atomic_files import atomic_write
+from tinylm.transforms import merge_all
 from tinylm.checkpoint import load_model
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
@@ -188,6 +189,7 @@ def export_gguf(checkpoint: str | os.PathLike, out: str | os.PathLike, kind: str
         raise TinyLMError(f"unknown GGUF type {kind!r}; choose one of {', '.join(TYPES)}")
     checkpoint, out = Path(checkpoint), Path(out)
     model = load_model(checkpoint)
+    model = merge_all(model)  # the format has plain layers only: fold transforms in, or refuse in one line
     cfg = model.config
     problems = gguf_problems(cfg)
     if problems:

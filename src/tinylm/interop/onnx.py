@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.atomic_files import atomic_folder, read_json, write_json
+from tinylm.transforms import merge_all
 from tinylm.checkpoint import CONFIG_FILE, load_model
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
@@ -310,6 +311,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, int8: 
     require_onnx(export=True)
     checkpoint, out = Path(checkpoint), Path(out)
     model = load_model(checkpoint)  # validates the checkpoint: shapes, names, readable weights
+    model = merge_all(model)  # the format has plain layers only: fold transforms in, or refuse in one line
     state = {k: v.detach().float() for k, v in model.state_dict().items()}
     tokenizer_file = checkpoint / TOKENIZER_FILENAME
     # Replacing OUT is fine when it is an earlier export; anything else (a checkpoint, a typo'd
