@@ -186,4 +186,5 @@ def test_prepared_masks_give_the_same_tokens_as_masks_made_in_the_step(model):
 
 def test_an_error_on_the_mask_thread_surfaces_in_the_next_step(model):
     with pytest.raises(ValueError, match="mask thread failed"):
-        Engine(model, TOK).generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10), Alternating(3))
+        Engine(model, TOK, overlap_masks=True).generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10),
+                                                        Alternating(3))

@@ -24,10 +24,11 @@ temperature, seed, stop strings or grammar. A step:
   bucket is every unseeded group with equal sampling settings (one call for all greedy
   rows, say) or a single seeded group (its own generator, so a seed gives the same text
   however the batch around it changes).
-- masks off the critical path: a processor that `prepares` (a grammar) computes the next
-  step's mask on a worker thread while this step's forward pass runs; torch releases the
-  GIL inside its kernels, so the two overlap. The results are the same with
-  `overlap_masks=False`, which computes every mask in the step itself.
+- masks off the critical path, on request: with `overlap_masks=True` a processor that
+  `prepares` (a grammar) computes the next step's mask on a worker thread while this
+  step's forward pass runs; torch releases the GIL inside its kernels, so the two can
+  overlap. The results are the same either way. Off by default: on the 2-core machines
+  it was measured on, the hand-offs cost more than they hid (docs/grammar.md).
 
 Length limits are per row (max_new_tokens clamped to the row's own prompt). When rows
 finish or are cancelled they are dropped from the cache and the padding column that no
@@ -122,7 +123,7 @@ class _Job:
 
 
 class ContinuousBatch:
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = True) -> None:
+    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
         self.model, self.tokenizer, self.overlap_masks = model, tokenizer, overlap_masks
         self._rows: list[Row] = []  # live rows, in the order of the cache's batch rows
         self._cache: KVCache | None = None

@@ -30,9 +30,9 @@ from tinylm.tokenizers import Tokenizer
 
 class Engine:
     """`overlap_masks`: compute grammar masks on a worker thread during the forward pass
-    (see continuous.py); False computes them in the step. The results are the same."""
+    (see continuous.py); the default computes them in the step. The results are the same."""
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = True) -> None:
+    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
         if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
             raise TinyLMError(
                 f"the tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}"
