@@ -5,7 +5,7 @@ from scratch in a temporary folder, then evaluate the chosen checkpoint on the w
 split (3 600 blocks) with greedy decoding; for thesis, also on the first 500 test blocks
 with the thesis's own decoding (sampling, temperature 0.2, top-p 0.6, seed 42).
 
-Goals (issue 4), anchor the UGR thesis (T5-Small fine-tuned 25 min on a GPU, 0.83):
+Goals, anchor the UGR thesis (T5-Small fine-tuned 25 min on a GPU, 0.83):
   thesis preset: exact match >= 0.99 and execution accuracy >= 0.99, training <= 15 min on 2 cores;
   full preset:   execution accuracy >= 0.97.
 Training wall time is measured, so it depends on how busy the machine is; steps and

@@ -10,7 +10,7 @@ With `--model`, each is also scored on the validation text (the last 10 % of Tin
 Shakespeare, its first VAL_TOKENS tokens; offline, TINYLM_SHAKESPEARE names a local copy):
 with random weights a perplexity means nothing, so it is left out (null).
 
-Goals (issue 14): int8 >= 3x fp32 tokens/s at batch 1 with perplexity +<= 1 %; int4 >= 3.5x
+Goals: int8 >= 3x fp32 tokens/s at batch 1 with perplexity +<= 1 %; int4 >= 3.5x
 with +<= 5 %; files >= 3.5x (int8) and >= 6x (int4) smaller. Anchor: the KV-cache study's
 int8/int4 (per-tensor symmetric, int4 stored in int8: 1.88x smaller, 2.5x slower than float).
 """

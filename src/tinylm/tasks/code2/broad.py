@@ -1,4 +1,4 @@
-"""The broad data style: the templates' lines mixed with paraphrases (issue 13).
+"""The broad data style: the templates' lines mixed with paraphrases.
 
 A line is one of the templates' (generator.py) with probability TEMPLATE_SHARE, else a
 paraphrase put together from paraphrase.py's parts: a construction for its instruction (verb

@@ -8,7 +8,7 @@ miscopies them (measured on the test split: these were most of its errors):
     QUITA R61 AL REGISTRO 181 Y GUARDA ...  ->  Error: registro '181' inválido y registro '61' inválido
 
 ('218' for '181', '7A5R2' for '7A5R'). Every quoted token is a verbatim span of its input
-line, case kept (issue 13: the output quotes only what the user wrote): a piece that starts
+line, case kept (the output quotes only what the user wrote): a piece that starts
 at a word (after opening punctuation, after the `r` of a register: 'N' in rN, '61' in R61,
 after the 0x or H' of an address) and ends at a word's end (or before its closing
 punctuation: '16' in 'r16,'; before an address's closing ' or h). So while the model

@@ -8,7 +8,7 @@ problems first (in operand order), then address problems; for one address, "cont
 caracteres no hexadecimales" comes before "excede 4 dígitos" (the thesis's order).
 
 The quoted token is the offending text exactly as the user wrote it, a verbatim span of
-the input line (issue 13): 'g' for rg, 'MEM689' for MEM689, '16' for r16 (a register's
+the input line: 'g' for rg, 'MEM689' for MEM689, '16' for r16 (a register's
 token is the text after its `r`). It never holds a quote. validate.quote_problems checks
 an output against its input; copy_constraint makes the decoder keep to it.
 """

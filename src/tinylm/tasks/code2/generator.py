@@ -14,7 +14,7 @@ lines, varied case. One sentence may need several output lines; `meta["spans"]` 
 many output lines each input line produced. Every "full" output assembles.
 
 An error line quotes the offending text as the final sentence shows it, case variant included
-(a verbatim span of the input, issue 13).
+(a verbatim span of the input).
 
 Style "templates" (the default) is exactly the above; style "broad" (broad.py) mixes these
 lines with paraphrases, about 30/70, drawn from its own random stream, so the templates
@@ -45,7 +45,7 @@ from tinylm.tasks.code2.isa import ADDRESS_REGISTER, BY_MNEMONIC, CONDITIONS, In
 
 PRESETS = ("thesis", "full")
 # "templates": the templates alone (the thesis's own design; the thesis comparison uses it);
-# "broad": about 30 % template lines and 70 % paraphrases (broad.py, issue 13).
+# "broad": about 30 % template lines and 70 % paraphrases (broad.py).
 STYLES = ("templates", "broad")
 DEFAULT_N = 36_000
 DEFAULT_SEED = 42
@@ -146,7 +146,7 @@ def _strip_accents(s: str) -> str:
     return s.translate(_ACCENTS)
 
 
-# The quoted token of an Error line is the user's own text, verbatim (issue 13): the
+# The quoted token of an Error line is the user's own text, verbatim: the
 # offending span is marked while the sentence is built and read back once the sentence has
 # its final case. Private-use code points, which no template or token contains.
 _MARK_BASE = 0xE000

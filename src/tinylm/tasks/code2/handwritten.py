@@ -27,7 +27,7 @@ The references follow the generator's conventions wherever they decide a reading
     as ambiguous (decimal 12 or an invalid name?);
   * full format: an absolute address sets rD first (`LLI rD,H'00'`, `LHI rD,H'hi'` only when the
     page is not 0), labels are written in lower case as the generator writes them.
-The quoted token of an `Error:` line is a verbatim span of its input line (issue 13): `rg` is
+The quoted token of an `Error:` line is a verbatim span of its input line: `rg` is
 reported as 'g' and `MEM689` as 'MEM689', as the generator now reports them too (its quotes are
 read from the final sentence, case kept).
 """
@@ -75,7 +75,7 @@ CATEGORIES: dict[str, str] = {
     "relative_memory": "a memory access at rD plus an offset",
 }
 
-# The categories issue 13 asks the set to cover, per format.
+# The categories the set must cover, per format.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "thesis": (
         "verb_synonym", "dest_first", "dest_last", "sub_order", "request", "register_spelling",

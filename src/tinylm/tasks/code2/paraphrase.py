@@ -1,4 +1,4 @@
-"""A grammar of Spanish paraphrases for the broad data style (issue 13): the building blocks.
+"""A grammar of Spanish paraphrases for the broad data style: the building blocks.
 
 The templates (templates.py) fix one sentence per row; people write the same request in many
 more ways. Here a sentence is put together from parts: verbs with their synonyms, each in three

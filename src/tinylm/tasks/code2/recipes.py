@@ -10,8 +10,8 @@ Figures: docs/code2.md. `tinylm code2 train --preset thesis|full` and
 `tinylm train --recipe code2-thesis|code2-full` run them (tasks/code2/train.py).
 
 The `task` table of a recipe holds what only CODE-2 training needs: which dataset
-(preset, style, size, seed; both recipes train on the broad style: templates and paraphrases,
-issue 13), the unit the model translates (a line or a whole block), how the
+(preset, style, size, seed; both recipes train on the broad style: templates and paraphrases),
+the unit the model translates (a line or a whole block), how the
 best checkpoint is chosen (exact match on validation blocks), and how batches are drawn.
 This module is read by `tinylm --help` (through the plug-in): it imports nothing heavy.
 """
