@@ -364,3 +364,12 @@ def test_server_answers_from_a_quantized_checkpoint(ckpt, tmp_path):
     with TestClient(create_app(lm)) as client:  # the server's continuous batching over quantized layers
         r = client.post("/v1/completions", json={"prompt": "to be", "max_tokens": 6, "temperature": 0})
     assert r.status_code == 200 and r.json()["choices"][0]["text"] == expected
+
+
+def test_the_cli_names_the_methods_and_group_sizes_there_are():
+    import importlib
+
+    from tinylm.cli import quantize as cli_quantize
+
+    q = importlib.import_module("tinylm.transforms.quantize")
+    assert tuple(q.METHODS) == cli_quantize.METHODS and tuple(q.GROUP_SIZES) == cli_quantize.GROUP_SIZES

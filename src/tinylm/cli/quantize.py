@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 
+# tinylm.transforms.quantize's METHODS and GROUP_SIZES, written out: `tinylm --help` must not
+# import torch (tests/transforms/test_quantize.py keeps the two equal).
+METHODS = ("int8", "int4", "dynamic-int8")
+GROUP_SIZES = (32, 64, 128)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from tinylm.transforms.quantize import GROUP_SIZES, METHODS
-
     p = subparsers.add_parser("quantize", help="write an int8 / int4 / dynamic-int8 copy of a checkpoint",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CKPT", help="float checkpoint folder")
