@@ -66,7 +66,8 @@ def tour_folder(tmp_path_factory, tiny_code2_model):
     text = "ROMEO: But soft, what light through yonder window breaks?\nJULIET: Ay me!\n" * 20
     torch.manual_seed(0)
     tok = train_tokenizer("char", [text + '{}":,0123456789'])
-    model = GPT(ModelConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=2, n_embd=16))
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=2, n_embd=16, position="rope",
+                            norm="rmsnorm", ffn="swiglu", bias=False))  # llama-style: the GGUF export takes it
     save_checkpoint(root / "runs/shk/best", model, tok)
     shutil.copytree(tiny_code2_model, root / "runs/code2/model")
     (root / "some.txt").write_text(text, encoding="utf-8")
