@@ -23,7 +23,7 @@ from tinylm.transforms import prepare_for_inference
 PROMPT_LEN = 16
 
 
-def _best_of(runs: int, fn) -> float:
+def best_of(runs: int, fn) -> float:
     """Fastest of several timed runs: the least disturbed by other work on the machine."""
     times = []
     for _ in range(runs):
@@ -53,8 +53,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         theirs = hf.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens,
                              min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
         same = all(r.token_ids == t[PROMPT_LEN:].tolist() for r, t in zip(ours, theirs))
-        t_ours = _best_of(runs, lambda: engine.generate(prompts.tolist(), config))
-        t_hf = _best_of(runs, lambda: hf.generate(
+        t_ours = best_of(runs, lambda: engine.generate(prompts.tolist(), config))
+        t_hf = best_of(runs, lambda: hf.generate(
             prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens,
             min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0))
         tokens = batch * new_tokens

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import copy
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tinylm.bench.decode import best_of
 from tinylm.checkpoint import WEIGHTS_FILE, load_model, save_checkpoint
 from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig
@@ -44,16 +44,6 @@ GOALS = {
     "int8": {"speedup_batch_1": 3.0, "perplexity_increase": 0.01, "smaller": 3.5},
     "int4": {"speedup_batch_1": 3.5, "perplexity_increase": 0.05, "smaller": 6.0},
 }
-
-
-def _best_of(runs: int, fn) -> float:
-    """Fastest of several timed runs: the least disturbed by other work on the machine."""
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _validation_ids(tokenizer, limit: int) -> list[int]:
@@ -115,7 +105,7 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
             engine.generate(ids, config)  # warm-up
         for _ in range(runs):
             for name, engine in engines.items():
-                best[name] = min(best[name], _best_of(1, lambda: engine.generate(ids, config)))
+                best[name] = min(best[name], best_of(1, lambda: engine.generate(ids, config)))
         for name, seconds in best.items():
             rows[name][f"tokens_per_s_batch_{batch}"] = round(batch * new_tokens / seconds, 1)
     fp32 = rows["fp32"]
