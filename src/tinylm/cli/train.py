@@ -3,6 +3,7 @@
     tinylm train --shakespeare --tokenizer char --preset gpt2-style-nano --out runs/shk
     tinylm train --shakespeare --recipe shakespeare-char --out runs/shk      # a measured recipe
     tinylm train --data a.txt b.txt --tokenizer bpe --vocab-size 2048 --preset llama-style-micro --out runs/ab
+    tinylm train --shakespeare --tokenizer sentencepiece --vocab-size 8000 --out runs/shk-spm  # SentencePiece BPE
     tinylm train --pairs train.jsonl --val-pairs val.jsonl --set block_size=128 --out runs/pairs
     tinylm train --recipe code2-thesis --out runs/code2    # a task's recipe: the task's data and training
     tinylm train --recipe my-recipe.toml --data a.txt --out runs/mine       # a recipe file (JSON or TOML)
@@ -68,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--pairs", metavar="TRAIN.jsonl", help='prompt/completion pairs, one {"input", "output"} object a line')
     data.add_argument("--val-pairs", metavar="VAL.jsonl", help="validation pairs (with --pairs; without them, no evaluation)")
     model = p.add_argument_group("model and tokenizer")
-    model.add_argument("--tokenizer", choices=("char", "bpe"), help="tokenizer to train on the data (default char)")
-    model.add_argument("--vocab-size", type=int, metavar="N", help="BPE vocabulary size (default 1024)")
+    model.add_argument("--tokenizer", choices=("char", "bpe", "sentencepiece"),
+                       help="tokenizer to train on the data (default char; sentencepiece: SentencePiece BPE)")
+    model.add_argument("--vocab-size", type=int, metavar="N",
+                       help="vocabulary size of bpe (default 1024) or sentencepiece (default 8000)")
     model.add_argument("--preset", metavar="NAME", help="model preset (default gpt2-style-nano); see tinylm.presets")
     model.add_argument("--recipe", metavar="NAME|FILE", help="a measured recipe (shakespeare-char, nanogpt-shakespeare-char, "
                        "or a task's: code2-thesis, code2-full, arithmetic) or a FILE.json / FILE.toml: preset, tokenizer "
@@ -124,7 +127,7 @@ def recipe_from_flags(args: argparse.Namespace):
     recipe = load_recipe(args.recipe) if args.recipe else Recipe(name="command-line")
     overrides = parse_overrides(args.overrides)
     if "vocab_size" in overrides:
-        raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe")
+        raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe or sentencepiece")
     changes: dict[str, Any] = {"model": overrides}
     if args.tokenizer is not None:
         changes.update(tokenizer=args.tokenizer, vocab_size=None)
