@@ -82,3 +82,25 @@ def test_nproc_above_the_cores_needs_force(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("tinylm: error: --nproc 1000 is more than") and "\n" not in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_tinylm_train_nproc_2_end_to_end(tmp_path):
+    """`tinylm train --nproc 2` (which runs `torchrun ... -m tinylm train ...`), then a resume under DDP."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 200, encoding="utf-8")
+    out = tmp_path / "run"
+    common = ["--threads", "1", "--no-tensorboard", "--quiet", "--log-every", "1", "--eval-batches", "2"]
+    first = [sys.executable, "-m", "tinylm", "train", "--nproc", "2", "--data", str(corpus), "--out", str(out),
+             "--set", "n_layer=1", "--set", "n_embd=32", "--set", "n_head=2", "--set", "block_size=16",
+             "--batch-size", "4", "--max-steps", "6", "--eval-every", "3", "--samples", "1", "--sample-tokens", "8", *common]
+    done = subprocess.run(first, env=torchrun_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("stopped (max_steps) at step 6") == 1  # rank 0 alone reports
+    again = [sys.executable, "-m", "tinylm", "train", "--nproc=2", "--out", str(out), "--resume", "--max-steps", "8",
+             "--samples", "0", *common]
+    done = subprocess.run(again, env=torchrun_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [r for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == list(range(1, 9)) and rows[0]["tokens"] == 2 * 4 * 16
+    assert json.loads((out / "summary.json").read_text())["steps"] == 8

@@ -70,12 +70,12 @@ def teardown() -> None:
 def wrap(model: torch.nn.Module) -> torch.nn.Module:
     """`model` in DDP when several processes train it, else itself.
 
-    broadcast_buffers=False: the model's buffers (causal masks, rotary tables) are
+    forward_sync_buffers=False: the model's buffers (causal masks, rotary tables) are
     constants, equal everywhere, so there is nothing to re-send every forward.
     """
     if world_size() == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    return torch.nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
 
 
 def my_rows(batch: torch.Tensor) -> torch.Tensor:
