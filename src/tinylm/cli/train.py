@@ -268,11 +268,15 @@ def _follower_run(args: argparse.Namespace, recipe):
 
 def _train(args: argparse.Namespace) -> int:
     from tinylm.training import distributed
+    from tinylm.training.run import ensure_new_run
 
-    if args.nproc is not None and not distributed.init_from_env():
+    under_torchrun = distributed.init_from_env()  # started by --nproc, or by torchrun ... -m tinylm train
+    if args.nproc is not None and not under_torchrun:
         distributed.check_nproc(args.nproc, args.force)
+        if not args.resume:  # the mistakes one line can tell, before N processes each report them
+            ensure_new_run(args.out, "pass --resume to continue it, or choose another --out")
+            recipe_from_flags(args)
         return distributed.launch(args.nproc, _without_launch_flags(args.argv))
-    distributed.init_from_env()  # under torchrun (--nproc, or torchrun ... -m tinylm train)
     try:
         return _train_here(args)
     finally:

@@ -41,9 +41,10 @@ gradient all-reduce with `no_sync()` for all but the last micro-batch) and `self
 the plain model that is saved. `batch_size` is per process: every process draws the same
 global batch and trains on its rows, so N processes with batch b follow the losses of one
 process with batch N*b (equal within float rounding when there is no dropout, which each
-process draws for itself, and every row has as many targets: DDP averages per-process means). Rank 0 alone logs and saves. Evaluation splits each global
-batch the same way and sums the losses over the processes, so every process gets the
-same val loss and they agree on the best step and on early stopping.
+process draws for itself, and every row has as many targets: DDP averages per-process
+means). Rank 0 alone logs and saves. Evaluation splits each global batch the same way
+and sums the losses over the processes, so every process gets the same val loss and
+they agree on the best step and on early stopping.
 """
 
 from __future__ import annotations
