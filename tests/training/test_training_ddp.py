@@ -82,6 +82,10 @@ def test_nproc_above_the_cores_needs_force(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("tinylm: error: --nproc 1000 is more than") and "\n" not in err
     assert not (tmp_path / "run").exists()
+    # Within the cores, mistakes are still caught before any process starts.
+    (tmp_path / "run" / "last").mkdir(parents=True)
+    assert cli.main(["train", "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "run"), "--nproc", "1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
 
 
 @pytest.mark.slow
