@@ -3,7 +3,8 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 ddp_worker.py BASE_DIR
 
 BASE_DIR/straight: 20 steps; BASE_DIR/resumed: the same run crashes after step 10's
-checkpoint, then a new Trainer (other initial weights) resumes it to 20.
+checkpoint, then a new Trainer (other initial weights) resumes it to 20. The same two
+with FSDP instead of DDP: BASE_DIR/fsdp-straight and BASE_DIR/fsdp-resumed.
 Rank 1 records every file it opens for writing, renames, creates or deletes under BASE_DIR
 (Python audit hooks see them all) and reports them in BASE_DIR/rank1_writes.json.
 """
@@ -33,8 +34,8 @@ def crash_at_step_10(trainer, row) -> None:
         raise Crash
 
 
-def config(out_dir: Path):
-    return tiny_train_config(out_dir, max_steps=20, batch_size=PER_RANK_BATCH, grad_accum=GRAD_ACCUM)
+def config(out_dir: Path, fsdp: bool = False):
+    return tiny_train_config(out_dir, max_steps=20, batch_size=PER_RANK_BATCH, grad_accum=GRAD_ACCUM, fsdp=fsdp)
 
 
 def main(base: Path) -> None:
@@ -54,13 +55,15 @@ def main(base: Path) -> None:
             writes.append(f"{event} {path}")
 
     sys.addaudithook(hook)
-    Trainer(tiny_model(0), pattern_data(), random_data(), config(base / "straight"), quiet=True).fit()
-    try:
-        Trainer(tiny_model(0), pattern_data(), random_data(), config(base / "resumed"), callbacks=[crash_at_step_10],
-                quiet=True).fit()
-    except Crash:
-        pass
-    Trainer(tiny_model(1), pattern_data(), random_data(), config(base / "resumed"), quiet=True).fit(resume=True)
+    for name, fsdp in (("", False), ("fsdp-", True)):
+        Trainer(tiny_model(0), pattern_data(), random_data(), config(base / f"{name}straight", fsdp), quiet=True).fit()
+        try:
+            Trainer(tiny_model(0), pattern_data(), random_data(), config(base / f"{name}resumed", fsdp),
+                    callbacks=[crash_at_step_10], quiet=True).fit()
+        except Crash:
+            pass
+        Trainer(tiny_model(1), pattern_data(), random_data(), config(base / f"{name}resumed", fsdp),
+                quiet=True).fit(resume=True)
     recording = False
     if distributed.rank() == 1:
         (base / "rank1_writes.json").write_text(json.dumps(writes))

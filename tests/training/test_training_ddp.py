@@ -1,5 +1,5 @@
-"""Multi-process training (torchrun, DDP on gloo): 2 processes with batch b follow 1 process
-with batch 2b, resume exactly, and only rank 0 writes. One torchrun launch (ddp_worker.py)
+"""Multi-process training (torchrun, DDP or FSDP on gloo): 2 processes with batch b follow 1
+process with batch 2b, resume exactly, and only rank 0 writes. One torchrun launch (ddp_worker.py)
 runs every multi-process training; the single-process reference runs here."""
 
 import json
@@ -64,8 +64,17 @@ def test_two_processes_with_batch_b_match_one_with_batch_2b(ddp_runs, tmp_path):
     assert tokens[0] == 2 * ddp_worker.PER_RANK_BATCH * ddp_worker.GRAD_ACCUM * 16  # counted over both processes
 
 
-def test_resume_under_ddp_is_exact(ddp_runs):
-    straight, resumed = ddp_runs / "straight", ddp_runs / "resumed"
+def test_fsdp_matches_ddp(ddp_runs):
+    ddp, fsdp = losses(ddp_runs / "straight"), losses(ddp_runs / "fsdp-straight")
+    assert [s for s, _ in fsdp] == list(range(1, 21))
+    assert max(abs(a - b) for (_, a), (_, b) in zip(ddp, fsdp)) < 1e-5
+    w1, w2 = weights(ddp_runs / "straight"), weights(ddp_runs / "fsdp-straight")  # saved whole, as DDP's
+    assert set(w1) == set(w2) and max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["", "fsdp-"])
+def test_resume_under_ddp_and_fsdp_is_exact(ddp_runs, name):
+    straight, resumed = ddp_runs / f"{name}straight", ddp_runs / f"{name}resumed"
     assert losses(resumed) == losses(straight) and losses(resumed, "val_loss") == losses(straight, "val_loss")
     w1, w2 = weights(straight), weights(resumed)
     assert all((w1[k] == w2[k]).all() for k in w1)

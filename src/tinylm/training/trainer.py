@@ -174,14 +174,16 @@ class Trainer:
         self.out_dir = Path(self.cfg.out_dir)
         seed_everything(self.cfg.seed)
         self.data_generator = torch.Generator().manual_seed(self.cfg.seed)
+        # Under torchrun, DDP wraps the model (training/distributed.py), or FSDP shards it in
+        # place, which must come before the optimizer sees its parameters; alone, `wrap`
+        # gives the model back.
+        wrapped = distributed.wrap(model, fsdp=self.cfg.fsdp)
         self.optimizer = build_optimizer(self.cfg.optimizer, model, self.cfg)
         # The schedule scales every group's own starting lr, so an optimizer with several
         # learning rates (Muon for matrices, AdamW for the rest) keeps their ratios.
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        # What runs forward/backward; `self.model` is what is saved. Under torchrun, DDP
-        # wraps it (training/distributed.py); alone, `wrap` gives the model back.
-        ddp = distributed.wrap(model)
-        self.step_model: torch.nn.Module = torch.compile(ddp) if self.cfg.compile else ddp
+        # What runs forward/backward; `self.model` is what is saved.
+        self.step_model: torch.nn.Module = torch.compile(wrapped) if self.cfg.compile else wrapped
         self.is_main = distributed.is_main()
         self.progress = Progress()
 
@@ -217,6 +219,8 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         else:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a norm over sharded gradients
+            grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": tokens}
@@ -243,13 +247,16 @@ class Trainer:
         try:
             for x, y in self._eval_batches():
                 x, y = distributed.my_rows(x), distributed.my_rows(y)
-                if len(x) == 0:  # a last batch with fewer rows than processes
+                # A last batch may have fewer rows than processes. Under FSDP every process
+                # must still run the forward (it gathers the weights with the others).
+                if len(x) == 0 and not distributed.sharded(self.model):
                     continue
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.dtype == "bfloat16"):
                     _, loss = self.step_model(x, y)
                 n = int((y != -100).sum())
-                total += loss.float().item() * n
-                count += n
+                if n:  # the loss of no targets is nan
+                    total += loss.float().item() * n
+                    count += n
         finally:
             self.model.train()
         total, count = distributed.total(total, count)
@@ -268,9 +275,10 @@ class Trainer:
         bar.write(format_row(row))
         if p.best_val_loss is None or val_loss < p.best_val_loss:
             p.best_val_loss, p.best_step, p.bad_evals = val_loss, p.step, 0
+            model, _ = self._whole()
             if self.is_main:
                 save_checkpoint(
-                    self.out_dir / BEST, self.model, self.tokenizer,
+                    self.out_dir / BEST, model, self.tokenizer,
                     extra=lambda folder: write_json(folder / "metrics.json", row),
                 )
             distributed.barrier()
@@ -279,6 +287,15 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
 
+    def _new_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(self.cfg.optimizer, model, self.cfg)
+
+    def _whole(self) -> tuple[Any, Any]:
+        """(model, optimizer) to save: themselves, or under FSDP whole copies in rank 0."""
+        if distributed.sharded(self.model):
+            return distributed.full_copies(self.model, self.optimizer, self._new_optimizer)
+        return self.model, self.optimizer
+
     def save(self, path: str | Path | None = None) -> Path:
         """Save model, tokenizer and the full training state (default: out_dir/last).
 
@@ -286,15 +303,16 @@ class Trainer:
         so rank 0's copy is the run's; the others wait until it is on disk.
         """
         path = Path(path or self.out_dir / LAST)
+        model, optimizer = self._whole()
         extra = functools.partial(
             write_train_state,
             progress=self.progress,
             train_config=self.cfg.to_dict(),
-            optimizer=self.optimizer,
+            optimizer=optimizer,
             data_generator=self.data_generator,
         )
         if self.is_main:
-            save_checkpoint(path, self.model, self.tokenizer, extra=extra)
+            save_checkpoint(path, model, self.tokenizer, extra=extra)
         distributed.barrier()
         return path
 
@@ -310,6 +328,12 @@ class Trainer:
         if saved.config.to_dict() != self.model.config.to_dict():
             raise TinyLMError(f"cannot resume: {path}/config.json describes a different model than the one being trained")
         meta, tensors = read_train_state(path)
+        if distributed.sharded(self.model):
+            # Every process read the whole checkpoint; each keeps its shards of it.
+            saved_optimizer = self._new_optimizer(saved)
+            self.progress = restore_train_state(meta, tensors, optimizer=saved_optimizer, data_generator=self.data_generator)
+            distributed.load_whole(self.model, self.optimizer, saved, saved_optimizer)
+            return self.progress.step
         with torch.no_grad():
             # Copy into the existing tensors: the optimizer holds references to them.
             self.model.load_state_dict(saved.state_dict())
