@@ -99,7 +99,7 @@ def test_nproc_above_the_cores_needs_force(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_tinylm_train_nproc_2_end_to_end(tmp_path):
-    """`tinylm train --nproc 2` (which runs `torchrun ... -m tinylm train ...`), then a resume under DDP."""
+    """`tinylm train --nproc 2` (which runs `torchrun ... -m tinylm train ...`), then a resume under FSDP."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 200, encoding="utf-8")
     out = tmp_path / "run"
@@ -110,10 +110,12 @@ def test_tinylm_train_nproc_2_end_to_end(tmp_path):
     done = subprocess.run(first, env=torchrun_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("stopped (max_steps) at step 6") == 1  # rank 0 alone reports
+    # Checkpoints hold the whole model either way, so a DDP run can continue under FSDP.
     again = [sys.executable, "-m", "tinylm", "train", "--nproc=2", "--out", str(out), "--resume", "--max-steps", "8",
-             "--samples", "0", *common]
+             "--fsdp", "--samples", "1", "--sample-tokens", "4", *common]
     done = subprocess.run(again, env=torchrun_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [r for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in rows] == list(range(1, 9)) and rows[0]["tokens"] == 2 * 4 * 16
     assert json.loads((out / "summary.json").read_text())["steps"] == 8
+    assert json.loads((out / "train_config.json").read_text())["fsdp"] is True and "--- sample 1:" in done.stdout

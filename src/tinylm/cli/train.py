@@ -22,9 +22,9 @@ metrics.jsonl, tensorboard/, loss.png and summary.json. With --resume, the model
 tokenizer, data and training config come from that folder; training flags given on the
 command line override the saved ones.
 
---nproc N runs the same command in N processes through torchrun (DDP on gloo; the same as
-`torchrun --standalone --nproc-per-node N -m tinylm train ...`): --batch-size is then per
-process, and rank 0 alone prepares the data and writes the run folder.
+--nproc N runs the same command in N processes through torchrun (DDP on gloo, or FSDP with
+--fsdp; the same as `torchrun --standalone --nproc-per-node N -m tinylm train ...`):
+--batch-size is then per process, and rank 0 alone prepares the data and writes the run folder.
 docs/distributed.md: the command on a multi-node cluster, and FSDP.
 """
 
@@ -105,13 +105,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         train.add_argument(flag, dest=field, type=kind, default=None, metavar=metavar,
                            help=f"{help_text} (default {defaults[field]})")
     train.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    train.add_argument("--fsdp", action="store_true", default=None,
+                       help="with --nproc: shard the model, gradients and optimizer state over the processes (FSDP) "
+                            "instead of copying them (DDP)")
     train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
                        help="do not write TensorBoard events")
     p.set_defaults(func=_train)
 
 
 def _given_train_fields(args: argparse.Namespace) -> dict[str, Any]:
-    fields = [*TRAIN_FLAGS, "compile", "tensorboard"]
+    fields = [*TRAIN_FLAGS, "compile", "fsdp", "tensorboard"]
     return {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
 
 
@@ -326,6 +329,10 @@ def _train_here(args: argparse.Namespace) -> int:
 
         model = load_model(out / "best")
         print(f"samples from {out / 'best'} (step {result.best_step}):")
+    elif distributed.sharded(model) and args.samples:  # rank 0 holds only its shards: sample from the saved whole
+        from tinylm.checkpoint import load_model
+
+        model = load_model(out / "last")
     data = run.val_data if run.val_data is not None else run.train_data
     _print_samples(model, run.tokenizer, data, args.samples, args.sample_tokens, run.cfg.seed)
     return 0
