@@ -1,4 +1,4 @@
-"""Multi-process training with torchrun and DDP (gloo, CPU): set-up, rank helpers, the launcher.
+"""Multi-process training with torchrun and DDP or FSDP (gloo, CPU): set-up, rank helpers, the launcher.
 
     tinylm train --nproc 2 --shakespeare --out runs/shk           # launches torchrun itself
     torchrun --nproc-per-node 2 -m tinylm train --shakespeare --out runs/shk   # the same run
@@ -12,6 +12,10 @@ world size rows) from the same seeded generator and keeps its own rows (`my_rows
 processes with batch b see exactly the batches one process with batch N*b sees, and the
 generator state (saved in checkpoints) is the same in every process. Rank 0 alone writes
 (checkpoints, logs, plots, the prepared data); the others wait at a barrier.
+
+With `fsdp` (TrainConfig.fsdp, `--fsdp`) the model is sharded in place by FSDP2's
+`fully_shard` instead; saves gather it whole into rank 0 (`full_copies`) and resumes
+scatter the whole checkpoint back (`load_whole`), so checkpoints look the same either way.
 
 Outside torchrun every helper here is a no-op (rank 0 of 1), so single-process code pays
 nothing. docs/distributed.md: multi-node clusters and FSDP.
