@@ -278,7 +278,9 @@ def _train(args: argparse.Namespace) -> int:
         distributed.check_nproc(args.nproc, args.force)
         if not args.resume:  # the mistakes one line can tell, before N processes each report them
             ensure_new_run(args.out, "pass --resume to continue it, or choose another --out")
-            recipe_from_flags(args)
+            recipe = recipe_from_flags(args)
+            if recipe.task is not None:
+                raise TinyLMError(f"recipe {recipe.name} trains the {recipe.task} task in one process; drop --nproc")
         return distributed.launch(args.nproc, _without_launch_flags(args.argv))
     try:
         return _train_here(args)
