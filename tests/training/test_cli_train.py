@@ -133,3 +133,20 @@ def test_recipe_sets_preset_tokenizer_and_training_but_flags_win(tmp_path, corpu
     assert saved["max_steps"] == 2  # the explicit flag beats the recipe
     config = json.loads((out / "last" / "config.json").read_text())
     assert config["position"] == "rope" and config["block_size"] == 16
+
+
+def test_train_with_a_sentencepiece_tokenizer(tmp_path, capsys):
+    from tinylm.tokenizers import load_tokenizer
+
+    corpus = tmp_path / "corpus.txt"
+    text = "".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * i}.\n" for i in range(300))
+    corpus.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(corpus), "--tokenizer", "sentencepiece", "--vocab-size", "320", *TINY,
+            "--out", str(out), "--max-steps", "4", *FAST]
+    assert cli.main(argv) == 0
+    tok = load_tokenizer(out / "last")
+    assert (tok.kind, tok.vocab_size) == ("sentencepiece", 320)
+    assert json.loads((out / "last" / "config.json").read_text())["vocab_size"] == 320
+    assert json.loads((out / "recipe.json").read_text())["tokenizer"] == "sentencepiece"
+    assert tok.decode(tok.encode(text)) == text

@@ -47,7 +47,7 @@ def test_a_toml_recipe_file(tmp_path):
     ({"train": {"steps": 5}}, "unknown train key(s) steps"),
     ({"train": {"lr": -1}}, "lr must be"),
     ({"tokenizer": "word"}, "tokenizer 'word'"),
-    ({"tokenizer": "char", "vocab_size": 300}, "vocab_size is for a bpe tokenizer"),
+    ({"tokenizer": "char", "vocab_size": 300}, "vocab_size is for a bpe or sentencepiece tokenizer"),
     ({"preset": "gpt5-huge"}, "unknown preset"),
     ({"model": {"n_head": 5}}, "n_embd=128 is not divisible"),
     ({"task": {"name": "chess"}}, "unknown task 'chess'"),

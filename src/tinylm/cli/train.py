@@ -3,10 +3,12 @@
     tinylm train --shakespeare --tokenizer char --preset gpt2-style-nano --out runs/shk
     tinylm train --shakespeare --recipe shakespeare-char --out runs/shk      # a measured recipe
     tinylm train --data a.txt b.txt --tokenizer bpe --vocab-size 2048 --preset llama-style-micro --out runs/ab
+    tinylm train --shakespeare --tokenizer sentencepiece --vocab-size 8000 --out runs/shk-spm  # SentencePiece BPE
     tinylm train --pairs train.jsonl --val-pairs val.jsonl --set block_size=128 --out runs/pairs
     tinylm train --recipe code2-thesis --out runs/code2    # a task's recipe: the task's data and training
     tinylm train --recipe my-recipe.toml --data a.txt --out runs/mine       # a recipe file (JSON or TOML)
     tinylm train --out runs/shk --resume --max-steps 4000     # continue (here: for longer)
+    tinylm train --nproc 2 --shakespeare --batch-size 32 --out runs/shk2   # 2 processes (DDP), 32 rows each
 
 A recipe (tinylm.training.recipe) sets the preset, model overrides, tokenizer, vocabulary
 size and training settings; flags given explicitly win over it. A task's recipe
@@ -19,6 +21,11 @@ pairs, and the tokenizer), recipe.json, train_config.json, last/ and best/ check
 metrics.jsonl, tensorboard/, loss.png and summary.json. With --resume, the model,
 tokenizer, data and training config come from that folder; training flags given on the
 command line override the saved ones.
+
+--nproc N runs the same command in N processes through torchrun (DDP on gloo, or FSDP with
+--fsdp; the same as `torchrun --standalone --nproc-per-node N -m tinylm train ...`):
+--batch-size is then per process, and rank 0 alone prepares the data and writes the run folder.
+docs/distributed.md: the command on a multi-node cluster, and FSDP.
 """
 
 from __future__ import annotations
@@ -68,8 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--pairs", metavar="TRAIN.jsonl", help='prompt/completion pairs, one {"input", "output"} object a line')
     data.add_argument("--val-pairs", metavar="VAL.jsonl", help="validation pairs (with --pairs; without them, no evaluation)")
     model = p.add_argument_group("model and tokenizer")
-    model.add_argument("--tokenizer", choices=("char", "bpe"), help="tokenizer to train on the data (default char)")
-    model.add_argument("--vocab-size", type=int, metavar="N", help="BPE vocabulary size (default 1024)")
+    model.add_argument("--tokenizer", choices=("char", "bpe", "sentencepiece"),
+                       help="tokenizer to train on the data (default char; sentencepiece: SentencePiece BPE)")
+    model.add_argument("--vocab-size", type=int, metavar="N",
+                       help="vocabulary size of bpe (default 1024) or sentencepiece (default 8000)")
     model.add_argument("--preset", metavar="NAME", help="model preset (default gpt2-style-nano); see tinylm.presets")
     model.add_argument("--recipe", metavar="NAME|FILE", help="a measured recipe (shakespeare-char, nanogpt-shakespeare-char, "
                        "or a task's: code2-thesis, code2-full, arithmetic) or a FILE.json / FILE.toml: preset, tokenizer "
@@ -82,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--samples", type=int, default=1, metavar="N", help="samples to print at the end (default 1)")
     run.add_argument("--sample-tokens", type=int, default=200, metavar="N", help="tokens per sample (default 200)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    run.add_argument("--nproc", type=int, metavar="N", help="train in N processes on this machine (torchrun, DDP); "
+                     "--batch-size is per process")
+    run.add_argument("--force", action="store_true", help="allow --nproc above the number of CPU cores")
     import dataclasses
 
     from tinylm.training.config import TrainConfig  # a plain dataclass: no torch import
@@ -93,13 +105,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         train.add_argument(flag, dest=field, type=kind, default=None, metavar=metavar,
                            help=f"{help_text} (default {defaults[field]})")
     train.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    train.add_argument("--fsdp", action="store_true", default=None,
+                       help="with --nproc: shard the model, gradients and optimizer state over the processes (FSDP) "
+                            "instead of copying them (DDP)")
     train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
                        help="do not write TensorBoard events")
     p.set_defaults(func=_train)
 
 
 def _given_train_fields(args: argparse.Namespace) -> dict[str, Any]:
-    fields = [*TRAIN_FLAGS, "compile", "tensorboard"]
+    fields = [*TRAIN_FLAGS, "compile", "fsdp", "tensorboard"]
     return {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
 
 
@@ -124,7 +139,7 @@ def recipe_from_flags(args: argparse.Namespace):
     recipe = load_recipe(args.recipe) if args.recipe else Recipe(name="command-line")
     overrides = parse_overrides(args.overrides)
     if "vocab_size" in overrides:
-        raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe")
+        raise TinyLMError("vocab_size comes from the tokenizer; use --vocab-size N with --tokenizer bpe or sentencepiece")
     changes: dict[str, Any] = {"model": overrides}
     if args.tokenizer is not None:
         changes.update(tokenizer=args.tokenizer, vocab_size=None)
@@ -225,22 +240,83 @@ def _print_samples(model, tokenizer, data, n: int, n_tokens: int, seed: int) -> 
         print(f"--- sample {i}:{shown}\n{result.text}")
 
 
+def _without_launch_flags(argv: list[str]) -> list[str]:
+    """The command line minus --nproc N and --force: what each torchrun process runs."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif item != "--force" and not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
+def _follower_run(args: argparse.Namespace, recipe):
+    """The run in a process other than rank 0: the data and tokenizer rank 0 prepared in --out."""
+    from tinylm.data import read_pairs
+    from tinylm.tokenizers import load_tokenizer
+    from tinylm.training.run import DATA_FOLDER, Corpus, Pairs, prepare_run, train_config
+
+    data_dir = Path(args.out) / DATA_FOLDER
+    cfg = train_config(recipe, args.out, **_given_train_fields(args))
+    if args.pairs:
+        data: Corpus | Pairs = Pairs(read_pairs(data_dir / "train.jsonl"),
+                                     read_pairs(data_dir / "val.jsonl") if args.val_pairs else None)
+    else:
+        data = Corpus(data_dir)
+    return prepare_run(recipe, cfg, data, tokenizer=load_tokenizer(data_dir))
+
+
 def _train(args: argparse.Namespace) -> int:
+    from tinylm.training import distributed
+    from tinylm.training.run import ensure_new_run
+
+    under_torchrun = distributed.init_from_env()  # started by --nproc, or by torchrun ... -m tinylm train
+    if args.nproc is not None and not under_torchrun:
+        distributed.check_nproc(args.nproc, args.force)
+        if not args.resume:  # the mistakes one line can tell, before N processes each report them
+            ensure_new_run(args.out, "pass --resume to continue it, or choose another --out")
+            recipe = recipe_from_flags(args)
+            if recipe.task is not None:
+                raise TinyLMError(f"recipe {recipe.name} trains the {recipe.task} task in one process; drop --nproc")
+        return distributed.launch(args.nproc, _without_launch_flags(args.argv))
+    try:
+        return _train_here(args)
+    finally:
+        distributed.teardown()
+
+
+def _train_here(args: argparse.Namespace) -> int:
+    from tinylm.training import distributed
     from tinylm.training.run import ensure_new_run
 
     if args.samples < 0 or args.sample_tokens < 0:
         raise TinyLMError("--samples and --sample-tokens must be >= 0")
+    main = distributed.is_main()
+    if not main:
+        args.quiet, args.samples = True, 0
     if args.resume:
-        run = _resumed_run(args)
+        # Rank 0 first: opening the run may repair a save a crash cut short.
+        run = _resumed_run(args) if main else None
+        distributed.barrier()
+        run = run or _resumed_run(args)
     else:
         ensure_new_run(args.out, "pass --resume to continue it, or choose another --out")
         recipe = recipe_from_flags(args)
         if recipe.task is not None:
+            if distributed.world_size() > 1:
+                raise TinyLMError(f"recipe {recipe.name} trains the {recipe.task} task in one process; drop --nproc")
             return _train_task(args, recipe)
-        run = _fresh_run(args, recipe)
+        run = _fresh_run(args, recipe) if main else None
+        distributed.barrier()
+        run = run or _follower_run(args, recipe)
     if not args.quiet:
         print(run.describe())
     result = run.trainer(quiet=args.quiet).fit(resume=args.resume)
+    if not main:
+        return 0
     out = Path(result.out_dir)
     chosen = out / ("best" if result.best_step is not None else "last")
     run.summary(result, chosen)
@@ -255,6 +331,10 @@ def _train(args: argparse.Namespace) -> int:
 
         model = load_model(out / "best")
         print(f"samples from {out / 'best'} (step {result.best_step}):")
+    elif distributed.sharded(model) and args.samples:  # rank 0 holds only its shards: sample from the saved whole
+        from tinylm.checkpoint import load_model
+
+        model = load_model(out / "last")
     data = run.val_data if run.val_data is not None else run.train_data
     _print_samples(model, run.tokenizer, data, args.samples, args.sample_tokens, run.cfg.seed)
     return 0

@@ -1,6 +1,7 @@
-"""Tokenizers: character-level, byte-level BPE, and loading SentencePiece models.
+"""Tokenizers: character-level, byte-level BPE and SentencePiece (trained or loaded).
 
     tok = train_tokenizer("bpe", [Path("input.txt")], vocab_size=512)
+    tok = train_tokenizer("sentencepiece", [Path("input.txt")], vocab_size=8000, model_type="bpe")
     tok.save(folder / TOKENIZER_FILENAME)
     tok = load_tokenizer(folder)              # or the .json file, or a SentencePiece .model
     assert tok.decode(tok.encode(text)) == text
@@ -51,21 +52,27 @@ def _texts(texts: Iterable[str | os.PathLike]) -> Iterator[str]:
         yield read_text(t) if isinstance(t, os.PathLike) else t
 
 
-def train_tokenizer(kind: str, texts: Iterable[str | os.PathLike], vocab_size: int | None = None) -> Tokenizer:
-    """Train a "char" or "bpe" tokenizer on texts (str) and/or files (pathlib.Path).
+def train_tokenizer(
+    kind: str, texts: Iterable[str | os.PathLike], vocab_size: int | None = None, model_type: str | None = None,
+) -> Tokenizer:
+    """Train a "char", "bpe" or "sentencepiece" tokenizer on texts (str) and/or files (pathlib.Path).
 
-    vocab_size is for "bpe" only (default 1024, at least 260: 4 specials + 256 bytes); the
-    char vocabulary is whatever characters the texts contain.
+    vocab_size is for "bpe" (default 1024, at least 260: 4 specials + 256 bytes) and
+    "sentencepiece" (default 8000, the educational-GPT study's); the char vocabulary is
+    whatever characters the texts contain. model_type is SentencePiece's: "bpe" (default)
+    or "unigram".
     """
+    if model_type is not None and kind != "sentencepiece":
+        raise TinyLMError("model_type applies to sentencepiece tokenizers")
     if kind == "char":
         if vocab_size is not None:
-            raise TinyLMError("vocab_size applies to bpe tokenizers; a char vocabulary is the characters seen")
+            raise TinyLMError("vocab_size applies to bpe and sentencepiece tokenizers; a char vocabulary is the characters seen")
         return CharTokenizer.train(_texts(texts))
     if kind == "bpe":
         return BPETokenizer.train(_texts(texts), vocab_size)
     if kind == "sentencepiece":
-        raise TinyLMError("tinylm loads SentencePiece .model files but does not train them; use the sentencepiece library")
-    raise TinyLMError(f"unknown tokenizer kind {kind!r} (choose from char, bpe)")
+        return SentencePieceTokenizer.train(_texts(texts), vocab_size, model_type or "bpe")
+    raise TinyLMError(f"unknown tokenizer kind {kind!r} (choose from {', '.join(_KINDS)})")
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

@@ -1,16 +1,31 @@
-"""Loading an existing SentencePiece `.model` (e.g. the educational-GPT study's tokenizer).
+"""SentencePiece tokenizers: trained here (`train_tokenizer("sentencepiece", ...)`) or loaded
+from an existing `.model` (e.g. the educational-GPT study's tokenizer).
 
-tinylm does not train SentencePiece models; it wraps one so the rest of the package sees
-the same `Tokenizer` interface. The educational-GPT study's models use pad/unk/bos/eos = 0/1/2/3, BPE and
-byte_fallback. Roles the model lacks (most models have no separator, some no pad) get new
-ids appended after the SentencePiece vocabulary, so `vocab_size` can exceed the model's
-piece count.
+Either way the model is wrapped so the rest of the package sees the same `Tokenizer`
+interface. The educational-GPT study's models use pad/unk/bos/eos = 0/1/2/3, BPE and
+byte_fallback. Roles a loaded model lacks (most models have no separator, some no pad) get
+new ids appended after the SentencePiece vocabulary, so `vocab_size` can exceed the
+model's piece count; a model trained here has all of them, so its `vocab_size` is exactly
+the one asked for.
 
 Round-trip caveat: SentencePiece normalizes text before encoding. With its default rule
 (`nmt_nfkc`) "ﬁ" becomes "fi", runs of spaces collapse and newlines become spaces; only a
 model trained with `normalization_rule_name="identity"`, `remove_extra_whitespaces=False`
 and byte_fallback round-trips arbitrary text - except "▁" (U+2581), which SentencePiece
 uses to mean a space. The char and BPE tokenizers have no such caveat.
+
+Training settings (`train_sentencepiece`) and why they differ from the educational-GPT
+study's: the study trains with NFKC normalization and `remove_extra_whitespaces=True`
+(and notes itself that NFKC "could be avoided" on this corpus). tinylm requires
+`decode(encode(text)) == text` of every tokenizer, so it keeps the study's vocabulary
+(8000), model type (BPE), special ids (0/1/2/3), `character_coverage=1.0` and
+byte_fallback, but trains with identity normalization, no whitespace removal and no
+dummy prefix (so a token's bytes are exactly what it adds to the text, as streaming and
+grammar masks assume). The newline is a piece of its own (a user-defined symbol):
+SentencePiece learns from one line at a time and would otherwise leave every line break
+to the byte-fallback token <0x0A>. Training runs in memory on one thread: the same text
+gives the same model, byte for byte (a 2-thread training gave a different model than a
+1-thread one).
 
 Saved as one JSON: {"kind": "sentencepiece", "special": {...}, "model": <base64 of the .model>}.
 """
@@ -19,7 +34,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+import io
 import os
 from pathlib import Path
 
@@ -30,6 +46,8 @@ from tinylm.atomic_files import write_json
 from tinylm.tokenizers.base import SPECIAL_TOKENS, Tokenizer
 
 _SPACE = "\u2581"  # "▁", SentencePiece's visible space
+DEFAULT_VOCAB_SIZE = 8000  # the educational-GPT study's final vocabulary
+MODEL_TYPES = ("bpe", "unigram")
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -70,6 +88,30 @@ class SentencePieceTokenizer(Tokenizer):
         if self.sp.is_unknown(i):
             return self.sp.decode([i]).encode("utf-8")  # " ⁇ " by default
         return self.sp.id_to_piece(i).replace(_SPACE, " ").encode("utf-8")
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int | None = None, model_type: str = "bpe") -> "SentencePieceTokenizer":
+        """Train a round-tripping SentencePiece model on `texts` (settings: module docstring)."""
+        vocab_size = DEFAULT_VOCAB_SIZE if vocab_size is None else vocab_size
+        if model_type not in MODEL_TYPES:
+            raise TinyLMError(f"SentencePiece model_type {model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+        lines = [line for text in texts for line in text.splitlines()]
+        if not any(lines):
+            raise TinyLMError("cannot train a tokenizer on an empty corpus")
+        model = io.BytesIO()
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type=model_type,
+                character_coverage=1.0, byte_fallback=True,
+                normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+                pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+                pad_piece=SPECIAL_TOKENS["pad"], bos_piece=SPECIAL_TOKENS["bos"], eos_piece=SPECIAL_TOKENS["eos"],
+                control_symbols=[SPECIAL_TOKENS["sep"]], user_defined_symbols=["\n"],
+                num_threads=1, minloglevel=2,
+            )
+        except RuntimeError as e:  # e.g. "Vocabulary size too high (8000). Please set it to a value <= 1234."
+            raise TinyLMError(f"SentencePiece training failed: {str(e).splitlines()[0]}") from None
+        return cls(model.getvalue())
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "SentencePieceTokenizer":

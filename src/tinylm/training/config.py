@@ -41,6 +41,7 @@ class TrainConfig:
     log_every: int = 10  # steps between JSONL/TensorBoard rows
     optimizer: str = "adamw"
     compile: bool = False  # torch.compile the model (needs a C compiler; first steps are slow)
+    fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
     tensorboard: bool = True  # also write TensorBoard events (skipped with a note if unavailable)
 

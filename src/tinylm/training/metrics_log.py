@@ -81,6 +81,16 @@ class MetricsLogger:
             self.writer.close()
 
 
+class NullLogger:
+    """The logger of processes other than rank 0 in multi-process training: they write nothing."""
+
+    def log(self, row: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def format_row(row: dict[str, Any]) -> str:
     if "val_loss" in row:
         return f"step {row['step']}: val loss {row['val_loss']:.4f}, val ppl {row['val_ppl']:.2f}"

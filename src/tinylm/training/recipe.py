@@ -27,7 +27,8 @@ from typing import Any
 
 from tinylm.errors import TinyLMError
 
-TOKENIZERS = ("char", "bpe")
+TOKENIZERS = ("char", "bpe", "sentencepiece")
+VOCAB_SIZED = ("bpe", "sentencepiece")  # the tokenizers whose vocabulary size is chosen
 FILE_SUFFIXES = (".json", ".toml")
 # ModelConfig fields a recipe may not set: the tokenizer decides the vocabulary, the run writes extra.
 MODEL_FIELDS_SET_BY_THE_RUN = ("vocab_size", "extra")
@@ -38,8 +39,8 @@ class Recipe:
     name: str
     preset: str = "gpt2-style-nano"  # a model preset of the config hub (tinylm.presets)
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
-    tokenizer: str = "char"  # trained on the run's data: "char" or "bpe"
-    vocab_size: int | None = None  # bpe only
+    tokenizer: str = "char"  # trained on the run's data: "char", "bpe" or "sentencepiece" (BPE)
+    vocab_size: int | None = None  # bpe and sentencepiece only
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (not out_dir)
     task: str | None = None  # the task plug-in that trains it; None = language modelling on a text corpus
     settings: Any = None  # the task's settings (an instance of its plugin.settings), None without a task
@@ -58,8 +59,8 @@ class Recipe:
 
         if self.tokenizer not in TOKENIZERS:
             raise TinyLMError(f"tokenizer {self.tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
-        if self.vocab_size is not None and (self.tokenizer != "bpe" or not _positive_int(self.vocab_size)):
-            raise TinyLMError("vocab_size is for a bpe tokenizer, a positive integer")
+        if self.vocab_size is not None and (self.tokenizer not in VOCAB_SIZED or not _positive_int(self.vocab_size)):
+            raise TinyLMError("vocab_size is for a bpe or sentencepiece tokenizer, a positive integer")
         if not isinstance(self.model, dict) or not isinstance(self.train, dict):
             raise TinyLMError("model and train must be tables of settings")
         known = {f.name for f in dataclasses.fields(ModelConfig)} - set(MODEL_FIELDS_SET_BY_THE_RUN)

@@ -197,10 +197,13 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
     from tinylm.presets import model_config
     from tinylm.tokenizers import train_tokenizer
 
+    from tinylm.training import distributed
+
     started = time.perf_counter() if started is None else started
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / RECIPE_FILE, recipe.to_dict())
+    if distributed.is_main():  # under torchrun, rank 0 alone writes the run folder
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / RECIPE_FILE, recipe.to_dict())
     if tokenizer is None:
         tokenizer = train_tokenizer(recipe.tokenizer, _tokenizer_texts(data), recipe.vocab_size)
     if isinstance(data, TextFiles):

@@ -35,14 +35,21 @@ The time budget counts wall time, so where a time-budgeted run stops is not repr
 Ctrl-C (SIGINT) does not lose work: the current step finishes, last/ is saved and fit()
 returns with stop_reason "interrupted"; a second Ctrl-C aborts at once.
 
-Multi-process (torchrun DDP) plugs in at two seams: `self.step_model` is what runs
-forward/backward (wrap it in DistributedDataParallel; `accumulate_gradients` is where
-`no_sync()` goes for all but the last micro-batch), and `self.model` is what is saved; each
-rank would seed its data generator with seed + rank, and only rank 0 log and save.
+Multi-process (torchrun DDP, training/distributed.py): `self.step_model` is the model in
+DistributedDataParallel (what runs forward/backward; `accumulate_gradients` skips the
+gradient all-reduce with `no_sync()` for all but the last micro-batch) and `self.model`
+the plain model that is saved. `batch_size` is per process: every process draws the same
+global batch and trains on its rows, so N processes with batch b follow the losses of one
+process with batch N*b (equal within float rounding when there is no dropout, which each
+process draws for itself, and every row has as many targets: DDP averages per-process
+means). Rank 0 alone logs and saves. Evaluation splits each global batch the same way
+and sums the losses over the processes, so every process gets the same val loss and
+they agree on the best step and on early stopping.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -63,8 +70,11 @@ from tinylm.checkpoint import load_model, recover_interrupted_save, save_checkpo
 from tinylm.errors import TinyLMError
 from tinylm.atomic_files import write_json
 from tinylm.model import GPT
+from tinylm.training import distributed
 from tinylm.training.config import TrainConfig
-from tinylm.training.metrics_log import PLOT_FILE, MetricsLogger, ProgressBar, format_row, plot_loss_curve, read_metrics
+from tinylm.training.metrics_log import (
+    PLOT_FILE, MetricsLogger, NullLogger, ProgressBar, format_row, plot_loss_curve, read_metrics,
+)
 from tinylm.training.optim import build_optimizer
 from tinylm.training.schedule import lr_at
 from tinylm.training.state import Progress, read_train_state, restore_train_state, write_train_state
@@ -107,12 +117,15 @@ def accumulate_gradients(
 
     Each loss is divided by n_batches, so the summed gradients equal those of one batch
     n_batches times as large (exactly so when every micro-batch has as many targets).
+    Under DDP the gradients are averaged over the processes once, in the last backward.
     """
     total = 0.0
-    for x, y in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            _, loss = model(x, y)
-        (loss / n_batches).backward()
+    for i, (x, y) in enumerate(batches):
+        last = i == n_batches - 1
+        with model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                _, loss = model(x, y)
+            (loss / n_batches).backward()
         total += loss.item()
     return total / n_batches
 
@@ -161,12 +174,17 @@ class Trainer:
         self.out_dir = Path(self.cfg.out_dir)
         seed_everything(self.cfg.seed)
         self.data_generator = torch.Generator().manual_seed(self.cfg.seed)
+        # Under torchrun, DDP wraps the model (training/distributed.py), or FSDP shards it in
+        # place, which must come before the optimizer sees its parameters; alone, `wrap`
+        # gives the model back.
+        wrapped = distributed.wrap(model, fsdp=self.cfg.fsdp)
         self.optimizer = build_optimizer(self.cfg.optimizer, model, self.cfg)
         # The schedule scales every group's own starting lr, so an optimizer with several
         # learning rates (Muon for matrices, AdamW for the rest) keeps their ratios.
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        # What runs forward/backward; `self.model` is what is saved (DDP would wrap here too).
-        self.step_model: torch.nn.Module = torch.compile(model) if self.cfg.compile else model
+        # What runs forward/backward; `self.model` is what is saved.
+        self.step_model: torch.nn.Module = torch.compile(wrapped) if self.cfg.compile else wrapped
+        self.is_main = distributed.is_main()
         self.progress = Progress()
 
     # -- one optimizer step ------------------------------------------------------------
@@ -185,12 +203,15 @@ class Trainer:
 
         def batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
             nonlocal tokens
+            world = distributed.world_size()
             for _ in range(cfg.grad_accum):
-                x, y = self.train_data.get_batch(cfg.batch_size, self.data_generator)
+                # Every process draws the global batch and keeps its rows (distributed.py).
+                x, y = self.train_data.get_batch(cfg.batch_size * world, self.data_generator)
                 tokens += x.numel()
-                yield x, y
+                yield distributed.my_rows(x), distributed.my_rows(y)
 
         loss = accumulate_gradients(self.step_model, batches(), cfg.grad_accum, bf16=cfg.dtype == "bfloat16")
+        loss = distributed.mean(loss)
         if not math.isfinite(loss):
             raise TinyLMError(f"training diverged: loss is {loss} at step {self.progress.step + 1}; try a lower lr")
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -198,6 +219,8 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         else:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a norm over sharded gradients
+            grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": tokens}
@@ -206,12 +229,13 @@ class Trainer:
 
     def _eval_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         cfg, data = self.cfg, self.val_data
+        batch_size = cfg.batch_size * distributed.world_size()  # the global batch; each process scores its rows
         if hasattr(data, "iter_eval_batches"):
-            return data.iter_eval_batches(cfg.batch_size, max_batches=cfg.eval_batches)
+            return data.iter_eval_batches(batch_size, max_batches=cfg.eval_batches)
         if hasattr(data, "iter_batches"):
-            return itertools.islice(data.iter_batches(cfg.batch_size, shuffle=False), cfg.eval_batches)
+            return itertools.islice(data.iter_batches(batch_size, shuffle=False), cfg.eval_batches)
         generator = torch.Generator().manual_seed(cfg.seed)
-        return (data.get_batch(cfg.batch_size, generator) for _ in range(cfg.eval_batches))
+        return (data.get_batch(batch_size, generator) for _ in range(cfg.eval_batches))
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -222,13 +246,20 @@ class Trainer:
         total, count = 0.0, 0
         try:
             for x, y in self._eval_batches():
+                x, y = distributed.my_rows(x), distributed.my_rows(y)
+                # A last batch may have fewer rows than processes. Under FSDP every process
+                # must still run the forward (it gathers the weights with the others).
+                if len(x) == 0 and not distributed.sharded(self.model):
+                    continue
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.dtype == "bfloat16"):
                     _, loss = self.step_model(x, y)
                 n = int((y != -100).sum())
-                total += loss.float().item() * n
-                count += n
+                if n:  # the loss of no targets is nan
+                    total += loss.float().item() * n
+                    count += n
         finally:
             self.model.train()
+        total, count = distributed.total(total, count)
         if count == 0:
             raise TinyLMError("the validation data has no target tokens")
         return total / count
@@ -244,36 +275,65 @@ class Trainer:
         bar.write(format_row(row))
         if p.best_val_loss is None or val_loss < p.best_val_loss:
             p.best_val_loss, p.best_step, p.bad_evals = val_loss, p.step, 0
-            save_checkpoint(
-                self.out_dir / BEST, self.model, self.tokenizer,
-                extra=lambda folder: write_json(folder / "metrics.json", row),
-            )
+            model, _ = self._whole()
+            if self.is_main:
+                save_checkpoint(
+                    self.out_dir / BEST, model, self.tokenizer,
+                    extra=lambda folder: write_json(folder / "metrics.json", row),
+                )
+            distributed.barrier()
         else:
             p.bad_evals += 1
 
     # -- checkpoints -------------------------------------------------------------------
 
+    def _new_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(self.cfg.optimizer, model, self.cfg)
+
+    def _whole(self) -> tuple[Any, Any]:
+        """(model, optimizer) to save: themselves, or under FSDP whole copies in rank 0."""
+        if distributed.sharded(self.model):
+            return distributed.full_copies(self.model, self.optimizer, self._new_optimizer)
+        return self.model, self.optimizer
+
     def save(self, path: str | Path | None = None) -> Path:
-        """Save model, tokenizer and the full training state (default: out_dir/last)."""
+        """Save model, tokenizer and the full training state (default: out_dir/last).
+
+        Under DDP every process holds the same weights, optimizer and generator states,
+        so rank 0's copy is the run's; the others wait until it is on disk.
+        """
+        path = Path(path or self.out_dir / LAST)
+        model, optimizer = self._whole()
         extra = functools.partial(
             write_train_state,
             progress=self.progress,
             train_config=self.cfg.to_dict(),
-            optimizer=self.optimizer,
+            optimizer=optimizer,
             data_generator=self.data_generator,
         )
-        return save_checkpoint(path or self.out_dir / LAST, self.model, self.tokenizer, extra=extra)
+        if self.is_main:
+            save_checkpoint(path, model, self.tokenizer, extra=extra)
+        distributed.barrier()
+        return path
 
     def resume(self, checkpoint: str | Path | None = None) -> int:
         """Restore everything from a checkpoint with train_state/ (default: out_dir/last); returns its step."""
         path = Path(checkpoint) if checkpoint is not None else self.out_dir / LAST
-        recover_interrupted_save(path)
+        if self.is_main:
+            recover_interrupted_save(path)
+        distributed.barrier()
         if not path.is_dir():
             raise TinyLMError(f"nothing to resume: {path} does not exist")
         saved = load_model(path)  # validates the folder (and undoes a save a crash cut short)
         if saved.config.to_dict() != self.model.config.to_dict():
             raise TinyLMError(f"cannot resume: {path}/config.json describes a different model than the one being trained")
         meta, tensors = read_train_state(path)
+        if distributed.sharded(self.model):
+            # Every process read the whole checkpoint; each keeps its shards of it.
+            saved_optimizer = self._new_optimizer(saved)
+            self.progress = restore_train_state(meta, tensors, optimizer=saved_optimizer, data_generator=self.data_generator)
+            distributed.load_whole(self.model, self.optimizer, saved, saved_optimizer)
+            return self.progress.step
         with torch.no_grad():
             # Copy into the existing tensors: the optimizer holds references to them.
             self.model.load_state_dict(saved.state_dict())
@@ -284,6 +344,11 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
 
     def _stop_reason(self, interrupt: _GracefulInterrupt) -> str | None:
+        """Why to stop now, or None; under DDP rank 0's clock and Ctrl-C decide for all."""
+        reasons = (None, "interrupted", "early_stopping", "max_steps", "token_budget", "time_budget")
+        return reasons[distributed.from_main(reasons.index(self._local_stop_reason(interrupt)))]
+
+    def _local_stop_reason(self, interrupt: _GracefulInterrupt) -> str | None:
         cfg, p = self.cfg, self.progress
         if interrupt.requested:
             return "interrupted"
@@ -315,16 +380,18 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         cfg, p = self.cfg, self.progress
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.out_dir / CONFIG_FILE, cfg.to_dict())
+        quiet = self.quiet or not self.is_main
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.out_dir / CONFIG_FILE, cfg.to_dict())
         tty = sys.stderr.isatty()
         # A trainer that has already made progress (resumed, or fit before) continues its
         # logs; a fresh one starts them anew.
         logger = MetricsLogger(
             self.out_dir, resume_step=p.step if p.step else None, tensorboard=cfg.tensorboard,
-            echo=None if (self.quiet or tty) else print,
-        )
-        bar = ProgressBar(cfg.max_steps, p.step, enabled=tty and not self.quiet)
+            echo=None if (quiet or tty) else print,
+        ) if self.is_main else NullLogger()
+        bar = ProgressBar(cfg.max_steps, p.step, enabled=tty and not quiet)
         self.model.train()
         # Offsetting the clock by the time already spent makes the time budget span resumes.
         clock0 = time.perf_counter() - p.elapsed_s
@@ -364,7 +431,8 @@ class Trainer:
         finally:
             bar.close()
             logger.close()
-        plot_loss_curve(read_metrics(logger.path), self.out_dir / PLOT_FILE)
+        if self.is_main:
+            plot_loss_curve(read_metrics(logger.path), self.out_dir / PLOT_FILE)
         return TrainResult(
             stop_reason=stop, steps=p.step, tokens=p.tokens, elapsed_s=p.elapsed_s, train_loss=train_loss,
             best_val_loss=p.best_val_loss, best_step=p.best_step, out_dir=str(self.out_dir),
