@@ -437,11 +437,23 @@ def redacted(url: str) -> str:
         return url
 
 
+def database_url(url: str) -> str:
+    """`url` with a PostgreSQL driver that is installed: SQLAlchemy 2.1 reads a bare
+    postgresql:// as psycopg (3); tinylm's `tune` extra installs psycopg2."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
 def open_storage(url: str):
     """Optuna's RDB storage at `url`, with heartbeats; any failure is one line."""
     import optuna
     import sqlalchemy.exc
 
+    url = database_url(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
@@ -459,7 +471,11 @@ def open_storage(url: str):
             # Two workers creating the tables of a new database at once: the loser retries.
             last = e
             time.sleep(0.5 * (attempt + 1))
-        except (sqlalchemy.exc.ArgumentError, ModuleNotFoundError, ValueError) as e:
+        except ImportError as e:  # Optuna's "Failed to import DB access module": name the missing driver
+            missing = getattr(e.__cause__, "name", None) or "the database driver"
+            raise TinyLMError(f"cannot use storage {redacted(url)}: {missing} is not installed "
+                              f"(pip install psycopg2-binary for PostgreSQL)") from None
+        except (sqlalchemy.exc.ArgumentError, ValueError) as e:
             raise TinyLMError(f"cannot use storage {redacted(url)}: {str(e).splitlines()[0]}") from None
     reason = str(getattr(last, "orig", None) or last).strip().splitlines()
     raise TinyLMError(f"cannot open storage {redacted(url)}: {reason[0] if reason else type(last).__name__}")
@@ -549,8 +565,8 @@ class Tuner:
             if host != socket.gethostname() or not isinstance(pid, int) or _alive(pid):
                 continue
             storage = self.study._storage  # Optuna's storage API: the only way to end another process's trial
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", "its worker was killed")  # a finished trial takes no attrs
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                storage.set_trial_user_attr(t._trial_id, "fail_reason", "its worker was killed")
                 folder = trial_dir(self.settings.out_dir, t.number)
                 if folder.is_dir():
                     _write_trial_file(folder, t.number, "failed", t.params, error="its worker was killed")
