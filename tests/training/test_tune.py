@@ -84,7 +84,9 @@ def test_cli_unreachable_postgres_exits_2_and_leaves_nothing(tmp_path, capsys):
     url = "postgresql://someone:secret@127.0.0.1:1/optuna"
     code = main(["tune", str(recipe), "--data", str(corpus), "--trials", "2", "--storage", url, "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "cannot open storage postgresql+psycopg2://someone:***@127.0.0.1:1" in err or "cannot open storage postgresql://someone:***@127.0.0.1:1" in err
+    # SQLAlchemy 2.1 reads postgresql:// as psycopg 3; without it tinylm names psycopg2's driver
+    assert code == 2 and err.count("\n") == 1 and "cannot open storage postgresql" in err
+    assert "someone:***@127.0.0.1:1/optuna" in err
     assert "secret" not in err and not out.exists()
 
 

@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "validation split (maximised; task recipes); default val_loss")
     p.add_argument("--budget-s", type=float, default=0.0, metavar="S",
                    help="training time per trial in seconds (train.time_budget_s; default the recipe's)")
+    p.add_argument("--eval-every", type=int, metavar="N",
+                   help="steps between validation losses, which the pruner compares (default the recipe's "
+                        "train.eval_every; a short --budget-s needs a small N for any pruning)")
     p.add_argument("--eval-limit", type=int, default=200, metavar="N",
                    help="validation examples decoded for --metric exact_match (default 200)")
     p.add_argument("--seed", type=int, metavar="N", help="the sampler's seed (default: a fresh one per worker)")
@@ -64,8 +67,8 @@ def _tune(args: argparse.Namespace) -> int:
 
     settings = TuneSettings(
         out_dir=args.out, trials=args.trials, storage=args.storage, study=args.study, metric=args.metric,
-        budget_s=args.budget_s, eval_limit=args.eval_limit, seed=args.seed, pruner_startup=args.pruner_startup,
-        pruner_warmup_steps=args.pruner_warmup_steps, threads=args.threads, quiet=args.quiet,
+        budget_s=args.budget_s, eval_every=args.eval_every, eval_limit=args.eval_limit, seed=args.seed,
+        pruner_startup=args.pruner_startup, pruner_warmup_steps=args.pruner_warmup_steps, threads=args.threads, quiet=args.quiet,
     )
     recipe = load_recipe(args.recipe)
     data = TrialData([Path(p) for p in args.data], Path(args.pairs) if args.pairs else None,

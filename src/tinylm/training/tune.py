@@ -404,6 +404,7 @@ class TuneSettings:
     study: str | None = None  # default: the recipe's name
     metric: str = "val_loss"
     budget_s: float = 0.0  # each trial's train.time_budget_s; 0 = the recipe's own
+    eval_every: int | None = None  # each trial's train.eval_every (what the pruner sees); None = the recipe's own
     eval_limit: int = 200  # validation examples for --metric exact_match
     seed: int | None = None  # the TPE sampler's; None = fresh per worker (workers must not all sample alike)
     pruner_startup: int = 5  # trials that finish before any is pruned (MedianPruner n_startup_trials)
@@ -422,6 +423,13 @@ class TuneSettings:
                 raise TinyLMError(f"--{name.replace('_', '-')} must be >= 0")
         if not (self.budget_s >= 0 and math.isfinite(self.budget_s)):
             raise TinyLMError("--budget-s must be a number >= 0")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise TinyLMError("--eval-every must be at least 1")
+
+    def trial_train(self) -> dict[str, Any]:
+        """The training settings every trial gets on top of the recipe's and the sampled ones."""
+        return {**({"time_budget_s": self.budget_s} if self.budget_s else {}),
+                **({"eval_every": self.eval_every} if self.eval_every else {})}
 
     @property
     def storage_url(self) -> str:
@@ -503,8 +511,7 @@ class Tuner:
         self.say = (lambda text: None) if settings.quiet else say
         self.data.check(recipe, settings.metric)
         check_space(space, recipe)
-        if settings.budget_s:
-            apply_params(recipe, {"time_budget_s": settings.budget_s})  # a bad budget fails here, not per trial
+        apply_params(recipe, settings.trial_train())  # a bad budget fails here, not in every trial
         self.direction = METRICS[settings.metric]
         self.study: Any = None
         self.failures_in_a_row: list[str] = []
@@ -515,7 +522,8 @@ class Tuner:
         """What the study searches: every worker of a study must agree on it."""
         s = self.settings
         return {"recipe": self.recipe.to_dict(), "space": self.space.to_dict(), "metric": s.metric,
-                "budget_s": s.budget_s, "eval_limit": s.eval_limit if s.metric == "exact_match" else None}
+                "budget_s": s.budget_s, "eval_every": s.eval_every,
+                "eval_limit": s.eval_limit if s.metric == "exact_match" else None}
 
     def open(self) -> Any:
         """Open (or create) the study; nothing is left behind when the storage cannot be opened."""
@@ -547,7 +555,7 @@ class Tuner:
         elif theirs != mine:
             differ = [k for k in mine if mine[k] != theirs.get(k)]
             raise TinyLMError(f"study {name} in {redacted(s.storage_url)} searches with another {', '.join(differ)}; "
-                              f"use the same recipe, space, metric and budget, or another --study NAME")
+                              f"use the same recipe, space, metric, budget and evaluation, or another --study NAME")
         if study.direction.name.lower() != self.direction:
             raise TinyLMError(f"study {name} {study.direction.name.lower()}s; --metric {s.metric} needs {self.direction}")
         out.mkdir(parents=True, exist_ok=True)
@@ -595,7 +603,7 @@ class Tuner:
         params = {p.key: p.suggest(trial) for p in self.space.params}
         folder = trial_dir(s.out_dir, trial.number)
         trial.set_user_attr("folder", str(folder.resolve()))
-        recipe = apply_params(self.recipe, {**params, **({"time_budget_s": s.budget_s} if s.budget_s else {})})
+        recipe = apply_params(self.recipe, {**params, **s.trial_train()})
         recipe = recipe.replace(name=f"{self.recipe.name}-trial-{trial.number:04d}")
         _write_trial_file(folder, trial.number, "running", params)
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
