@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -90,11 +91,52 @@ def test_cli_unreachable_postgres_exits_2_and_leaves_nothing(tmp_path, capsys):
     assert "secret" not in err and not out.exists()
 
 
+def test_cli_unknown_set_key_exits_2(tmp_path, capsys):
+    recipe, corpus = write_tiny(tmp_path)
+    code = main(["tune", str(recipe), "--data", str(corpus), "--trials", "1", "--set", "model.depth=2",
+                 "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown model section key depth" in err and not (tmp_path / "t").exists()
+
+
 def test_exact_match_needs_a_task_recipe(tmp_path, capsys):
     recipe, corpus = write_tiny(tmp_path)
     code = main(["tune", str(recipe), "--data", str(corpus), "--trials", "1", "--metric", "exact_match",
                  "--out", str(tmp_path / "t")])
     assert code == 2 and "needs a task recipe" in capsys.readouterr().err
+
+
+def test_exact_match_is_the_task_evaluation_of_the_trial_model_on_the_validation_split(tmp_path, capsys):
+    recipe = tmp_path / "code2-tiny.json"
+    recipe.write_text(json.dumps({
+        "name": "code2-tiny", "preset": "llama-style-nano", "tokenizer": "char",
+        "model": {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_kv_head": None, "block_size": 200},
+        "train": {"max_steps": 6, "batch_size": 8, "warmup_steps": 1, "eval_every": 3, "eval_batches": 1,
+                  "log_every": 3, "num_threads": 1},
+        "task": {"name": "code2", "n": 40, "em_blocks": 2, "final_blocks": 2}}))
+    out = tmp_path / "tune"
+    space = write_space(tmp_path, LR_SPACE)
+    assert main(["tune", str(recipe), "--space", str(space), "--trials", "1", "--metric", "exact_match",
+                 "--eval-limit", "3", "--quiet", "--out", str(out)]) == 0
+    trial = json.loads((out / "trials" / "0000" / "trial.json").read_text())
+    assert trial["metric"] == "exact_match" and trial["model_dir"].endswith("model")
+    # The same figure from `tinylm eval-task` on the trial's model (validation split, 3 examples).
+    report = tmp_path / "eval"
+    assert main(["eval-task", trial["model_dir"], "--split", "valid", "--limit", "3", "--latency-examples", "0",
+                 "--quiet", "--out", str(report)]) == 0
+    assert trial["value"] == json.loads((report / "report.json").read_text())["metrics"]["exact_match"]
+    assert json.loads((out / "tune_summary.json").read_text())["direction"] == "maximize"
+
+
+def test_task_exact_match_agrees_with_eval_task(tiny_code2_model, tmp_path):
+    """On a model that gets some lines right (the shared tiny CODE-2 model), not only zeros."""
+    from tinylm.training.tune import task_exact_match
+
+    report = tmp_path / "eval"
+    assert main(["eval-task", str(tiny_code2_model), "--split", "valid", "--limit", "8", "--latency-examples", "0",
+                 "--quiet", "--out", str(report)]) == 0
+    expected = json.loads((report / "report.json").read_text())["metrics"]["exact_match"]
+    assert task_exact_match(tiny_code2_model, 8) == expected
 
 
 # -- a study -------------------------------------------------------------------------------
@@ -104,7 +146,7 @@ def test_a_study_in_sqlite_writes_trials_plots_and_a_best_recipe_train_accepts(t
     recipe, corpus = write_tiny(tmp_path)
     out = tmp_path / "tune"
     code = main(["tune", str(recipe), "--data", str(corpus), "--space", "full", "--trials", "2", "--seed", "0",
-                 "--threads", "1", "--quiet", "--out", str(out)])
+                 "--threads", "1", "--set", "eval_batches=1", "--quiet", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert {"study.db", "optimization_history.png", "param_importances.png", "best_recipe.json",
@@ -115,8 +157,9 @@ def test_a_study_in_sqlite_writes_trials_plots_and_a_best_recipe_train_accepts(t
     trials = {int(p.name): json.loads((p / "trial.json").read_text()) for p in (out / "trials").iterdir()}
     assert sorted(trials) == [0, 1] and all(t["state"] == "complete" for t in trials.values())
     for number, t in trials.items():
-        run_summary = json.loads((out / "trials" / f"{number:04d}" / "run" / "summary.json").read_text())
-        assert t["value"] == run_summary["best_val_loss"]
+        run = out / "trials" / f"{number:04d}" / "run"
+        assert t["value"] == json.loads((run / "summary.json").read_text())["best_val_loss"]
+        assert json.loads((run / "train_config.json").read_text())["eval_batches"] == 1  # --set reached the trial
     best_number = min(trials, key=lambda n: trials[n]["value"])
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
     assert study.best_trial.number == best_number and len(study.trials) == 2
@@ -171,10 +214,12 @@ def test_a_rerun_fails_the_running_trial_of_a_dead_local_worker(tmp_path):
     study = tuner.open()
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid now names no process
-    orphan = study.ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna: "heartbeat is supposed to be used with Study.optimize"
+        orphan = study.ask()
+        alive = study.ask()  # a worker that is still running (this one) must be left alone
     orphan.set_user_attr("host", socket.gethostname())
     orphan.set_user_attr("pid", dead.pid)
-    alive = study.ask()  # a worker that is still running (this one) must be left alone
     alive.set_user_attr("host", socket.gethostname())
     alive.set_user_attr("pid", os.getpid())
     assert tuner.fail_dead_local_trials() == [orphan.number]

@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, metavar="N",
                    help="steps between validation losses, which the pruner compares (default the recipe's "
                         "train.eval_every; a short --budget-s needs a small N for any pruning)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
+                   help="a setting every trial gets, keys as in a space file: eval_batches=5, model.dropout=0.1, "
+                        "task.final_blocks=100 (repeatable)")
     p.add_argument("--eval-limit", type=int, default=200, metavar="N",
                    help="validation examples decoded for --metric exact_match (default 200)")
     p.add_argument("--seed", type=int, metavar="N", help="the sampler's seed (default: a fresh one per worker)")
@@ -62,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
+    from tinylm.cli.train import parse_overrides
     from tinylm.training.recipe import load_recipe
     from tinylm.training.tune import TrialData, TuneSettings, Tuner, load_space, table
 
@@ -69,6 +73,7 @@ def _tune(args: argparse.Namespace) -> int:
         out_dir=args.out, trials=args.trials, storage=args.storage, study=args.study, metric=args.metric,
         budget_s=args.budget_s, eval_every=args.eval_every, eval_limit=args.eval_limit, seed=args.seed,
         pruner_startup=args.pruner_startup, pruner_warmup_steps=args.pruner_warmup_steps, threads=args.threads, quiet=args.quiet,
+        fixed=parse_overrides(args.fixed),
     )
     recipe = load_recipe(args.recipe)
     data = TrialData([Path(p) for p in args.data], Path(args.pairs) if args.pairs else None,

@@ -405,6 +405,7 @@ class TuneSettings:
     metric: str = "val_loss"
     budget_s: float = 0.0  # each trial's train.time_budget_s; 0 = the recipe's own
     eval_every: int | None = None  # each trial's train.eval_every (what the pruner sees); None = the recipe's own
+    fixed: dict[str, Any] = field(default_factory=dict)  # settings every trial gets, keys as in a space ("task.n")
     eval_limit: int = 200  # validation examples for --metric exact_match
     seed: int | None = None  # the TPE sampler's; None = fresh per worker (workers must not all sample alike)
     pruner_startup: int = 5  # trials that finish before any is pruned (MedianPruner n_startup_trials)
@@ -428,7 +429,7 @@ class TuneSettings:
 
     def trial_train(self) -> dict[str, Any]:
         """The training settings every trial gets on top of the recipe's and the sampled ones."""
-        return {**({"time_budget_s": self.budget_s} if self.budget_s else {}),
+        return {**self.fixed, **({"time_budget_s": self.budget_s} if self.budget_s else {}),
                 **({"eval_every": self.eval_every} if self.eval_every else {})}
 
     @property
@@ -511,6 +512,8 @@ class Tuner:
         self.say = (lambda text: None) if settings.quiet else say
         self.data.check(recipe, settings.metric)
         check_space(space, recipe)
+        if settings.fixed:
+            check_space(Space("--set", tuple(Param(k, choices=(v,)) for k, v in settings.fixed.items())), recipe)
         apply_params(recipe, settings.trial_train())  # a bad budget fails here, not in every trial
         self.direction = METRICS[settings.metric]
         self.study: Any = None
@@ -522,7 +525,7 @@ class Tuner:
         """What the study searches: every worker of a study must agree on it."""
         s = self.settings
         return {"recipe": self.recipe.to_dict(), "space": self.space.to_dict(), "metric": s.metric,
-                "budget_s": s.budget_s, "eval_every": s.eval_every,
+                "budget_s": s.budget_s, "eval_every": s.eval_every, "fixed": s.fixed,
                 "eval_limit": s.eval_limit if s.metric == "exact_match" else None}
 
     def open(self) -> Any:
