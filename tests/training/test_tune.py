@@ -254,3 +254,24 @@ def test_a_killed_worker_leaves_the_study_usable_and_a_rerun_finishes_it(tmp_pat
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     assert json.loads((first / "trial.json").read_text())["state"] == "failed"
     assert "2 complete, 0 pruned, 1 failed, 0 running" in rerun.stdout
+
+
+def test_a_diverged_trial_fails_alone_and_a_fault_in_every_trial_stops_the_worker(tmp_path):
+    recipe, corpus = write_tiny(tmp_path)
+    space = space_from_dict("lr", {"lr": [1e6, 3e-3]})  # lr 1e6: the loss is not finite within a few steps
+    out = tmp_path / "tune"
+    tuner = Tuner(load_recipe(str(recipe)), space, TuneSettings(out_dir=str(out), trials=1, quiet=True),
+                  TrialData([corpus]))
+    study = tuner.open()
+    for lr in (1e6, 1e6, 3e-3):
+        study.enqueue_trial({"lr": lr})
+    summary = tuner.run()
+    assert [t["state"] for t in summary["trials"]] == ["fail", "fail", "complete"]
+    assert "training diverged" in summary["trials"][0]["note"]
+    assert json.loads((out / "trials" / "0000" / "trial.json").read_text())["state"] == "failed"
+
+    every = Tuner(load_recipe(str(recipe)), space_from_dict("lr", {"lr": [1e6]}),
+                  TuneSettings(out_dir=str(tmp_path / "tune2"), trials=5, quiet=True), TrialData([corpus]))
+    with pytest.raises(TinyLMError, match="3 trials in a row failed, stopping; the last: training diverged"):
+        every.run()
+    assert len(every.study.trials) == 3

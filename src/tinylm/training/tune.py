@@ -545,7 +545,8 @@ class Tuner:
 
                 shutil.rmtree(out)
             raise
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the tuner prints its own lines
+        # The tuner prints its own lines; Optuna's warning for a failed trial carries a traceback.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         name = s.study or self.recipe.name
         sampler = optuna.samplers.TPESampler(seed=s.seed)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=s.pruner_startup, n_warmup_steps=s.pruner_warmup_steps)
@@ -615,6 +616,8 @@ class Tuner:
         t0 = time.perf_counter()
         try:
             summary = train_trial(recipe, folder / "run", self.data, [pruning], s.threads)
+            if summary.stop_reason == "interrupted":  # Ctrl-C: the Trainer saved and returned; the study stops
+                raise KeyboardInterrupt
             if s.metric == "val_loss":
                 if summary.best_val_loss is None:
                     raise TinyLMError("the run made no validation loss (no validation data?)")
