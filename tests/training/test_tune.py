@@ -38,6 +38,12 @@ def test_the_built_in_spaces_are_the_thesis_table_3_4():
         check_space(load_space("lora"), load_recipe("code2-thesis"))
 
 
+def test_the_cli_names_the_built_in_spaces_without_importing_them():
+    from tinylm.cli.tune import SPACE_NAMES
+
+    assert SPACE_NAMES == tuple(SPACES)
+
+
 def test_a_toml_space_with_sections_round_trips(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('lr = {low = 1e-4, high = 1e-2, log = true}\nbatch_size = [8, 16]\n'

@@ -1,6 +1,7 @@
 """`tinylm tune RECIPE --trials N --out DIR`: hyperparameter search with Optuna.
 
-    tinylm tune code2-thesis --trials 20 --budget-s 45 --metric exact_match --out runs/tune-code2
+    tinylm tune code2-thesis --trials 20 --budget-s 45 --eval-every 100 --metric exact_match \
+        --set task.final_blocks=50 --out runs/tune-code2
     tinylm tune shakespeare-char --data input.txt --space my_space.toml --trials 10 --out runs/tune-shk
     # several machines, one study (each machine runs the same command with its own --out):
     tinylm tune code2-thesis --trials 40 --budget-s 45 --storage postgresql://user:pw@db-host/optuna \\
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", metavar="URL", help="Optuna storage, e.g. postgresql://user:pw@host/db to share a "
                    "study between machines (default: sqlite:///DIR/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: the recipe's name)")
-    p.add_argument("--space", default="full", metavar="full|lora|FILE",
+    p.add_argument("--space", default="full", metavar="|".join(SPACE_NAMES) + "|FILE",
                    help="search space: a built-in (full: the UGR thesis's table 3.4; lora: its LoRA rows, "
                         "for tinylm finetune) or a FILE.toml / FILE.json (default full)")
     p.add_argument("--metric", default="val_loss", choices=("val_loss", "exact_match"),
