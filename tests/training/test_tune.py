@@ -10,7 +10,6 @@ import socket
 import subprocess
 import time
 import warnings
-from pathlib import Path
 
 import optuna
 import pytest

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinylm.errors import TinyLMError
 
 SPACE_NAMES = ("full", "lora")  # tinylm.training.tune.SPACES (kept light: no optuna import for --help)
 

@@ -490,12 +490,6 @@ def open_storage(url: str):
     raise TinyLMError(f"cannot open storage {redacted(url)}: {reason[0] if reason else type(last).__name__}")
 
 
-def _counted_states():
-    from optuna.trial import TrialState
-
-    return (TrialState.COMPLETE, TrialState.PRUNED)
-
-
 class _Surplus(Exception):
     """This worker's trial would go beyond the study's N trials (another worker took the last)."""
 
@@ -591,7 +585,7 @@ class Tuner:
         """Trials that count or may still count: complete, pruned, running (numbers < `below`)."""
         from optuna.trial import TrialState
 
-        states = (*_counted_states(), TrialState.RUNNING)
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         return sum(1 for t in self.study.get_trials(deepcopy=False, states=states) if below is None or t.number < below)
 
     def objective(self, trial: Any) -> float:
