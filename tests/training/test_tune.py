@@ -280,3 +280,18 @@ def test_a_diverged_trial_fails_alone_and_a_fault_in_every_trial_stops_the_worke
     with pytest.raises(TinyLMError, match="3 trials in a row failed, stopping; the last: training diverged"):
         every.run()
     assert len(every.study.trials) == 3
+
+
+def test_a_pairs_recipe_tunes_on_its_validation_pairs(tmp_path):
+    recipe, _ = write_tiny(tmp_path)
+    rows = [{"input": f"say {w}", "output": w} for w in ("ab", "ba", "aab", "bba")] * 10
+    for name in ("train.jsonl", "val.jsonl"):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "tune"
+    assert main(["tune", str(recipe), "--pairs", str(tmp_path / "train.jsonl"), "--space", str(write_space(tmp_path, LR_SPACE)),
+                 "--trials", "1", "--quiet", "--out", str(out)]) == 2  # no --val-pairs: nothing to compare trials on
+    assert not out.exists()
+    assert main(["tune", str(recipe), "--pairs", str(tmp_path / "train.jsonl"), "--val-pairs", str(tmp_path / "val.jsonl"),
+                 "--space", str(tmp_path / "space.json"), "--trials", "1", "--quiet", "--out", str(out)]) == 0
+    trial = json.loads((out / "trials" / "0000" / "trial.json").read_text())
+    assert trial["state"] == "complete" and trial["value"] > 0
