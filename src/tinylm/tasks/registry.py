@@ -49,7 +49,8 @@ class TaskPlugin:
     settings: type
     # The task's measured recipes, by name, in the hub's format (tinylm.training.recipe).
     recipes: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    # train(recipe, out_dir, *, data=None, threads=0, quiet=False) -> summary with .model_dir
+    # train(recipe, out_dir, *, data=None, threads=0, quiet=False, callbacks=()) -> summary with .model_dir;
+    # `callbacks` are Trainer callbacks added after the task's own (tinylm tune's pruning check)
     train: Callable[..., Any] | None = None
     # evaluation(model_extra, data, preset) -> an evaluation.Task for that model
     evaluation: Callable[..., Any] | None = None

@@ -88,7 +88,8 @@ class Dataset(Protocol):
     def get_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-# Called after every optimizer step (after that step's checkpoint, if any) with the step's row.
+# Called after every optimizer step (after that step's checkpoint, if any) with the step's row;
+# on a step that evaluated, the row also holds its "val_loss" (what a pruner watches).
 Callback = Callable[["Trainer", dict[str, Any]], None]
 
 
@@ -264,8 +265,9 @@ class Trainer:
             raise TinyLMError("the validation data has no target tokens")
         return total / count
 
-    def _evaluate_and_track(self, logger: MetricsLogger, bar: ProgressBar) -> None:
-        """Evaluate, log, keep best/ up to date and count evaluations without improvement."""
+    def _evaluate_and_track(self, logger: MetricsLogger, bar: ProgressBar) -> float:
+        """Evaluate, log, keep best/ up to date and count evaluations without improvement;
+        returns the validation loss."""
         p = self.progress
         val_loss = self.evaluate()
         p.last_eval_step = p.step
@@ -284,6 +286,7 @@ class Trainer:
             distributed.barrier()
         else:
             p.bad_evals += 1
+        return val_loss
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -416,7 +419,8 @@ class Trainer:
                         logger.log(row)
                         window_tokens, window_time = 0, 0.0
                     if self.val_data is not None and cfg.eval_every and p.step % cfg.eval_every == 0:
-                        self._evaluate_and_track(logger, bar)
+                        # A copy: the logged row stays as it was written.
+                        row = {**row, "val_loss": self._evaluate_and_track(logger, bar)}
                     if cfg.save_every and p.step % cfg.save_every == 0:
                         self.save()
                     for callback in self.callbacks:

@@ -19,13 +19,14 @@ def _pairs(n: int) -> list[dict[str, str]]:
     return [{"input": f"say {w}", "output": w} for w in ("ab", "ba", "aab", "bba")] * (n // 4)
 
 
-def train(recipe: Any, out_dir: Any, *, threads: int = 0, quiet: bool = False, data: Any = None) -> Any:
+def train(recipe: Any, out_dir: Any, *, threads: int = 0, quiet: bool = False, data: Any = None,
+          callbacks: Any = ()) -> Any:
     from tinylm.training.run import Pairs, prepare_run, train_config
 
     cfg = train_config(recipe, out_dir, **({"num_threads": threads} if threads else {}))
     pairs = _pairs(recipe.settings.n)
     run = prepare_run(recipe, cfg, Pairs(pairs, pairs[:8]), task_extra={"task": "echo"})
-    result = run.trainer(quiet=quiet).fit()
+    result = run.trainer(callbacks=callbacks, quiet=quiet).fit()
     return run.summary(result, f"{out_dir}/last")
 
 

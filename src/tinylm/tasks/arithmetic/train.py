@@ -15,13 +15,17 @@ problems again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinylm.errors import TinyLMError
 from tinylm.atomic_files import atomic_write
 from tinylm.training.recipe import Recipe
 from tinylm.training.run import DATA_FOLDER, Pairs, RunSummary, ensure_new_run, prepare_run, train_config
+
+if TYPE_CHECKING:
+    from tinylm.training.trainer import Callback
 
 MODEL_DIR = "model"
 
@@ -34,7 +38,8 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def train(recipe: Recipe, out_dir: str | Path, *, threads: int = 0, quiet: bool = False) -> RunSummary:
+def train(recipe: Recipe, out_dir: str | Path, *, threads: int = 0, quiet: bool = False,
+          callbacks: Sequence[Callback] = ()) -> RunSummary:
     from tinylm.checkpoint import load_model, save_checkpoint
     from tinylm.tasks.arithmetic.data import make_pairs, split_problems
     from tinylm.tokenizers import load_tokenizer
@@ -60,7 +65,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, threads: int = 0, quiet: bool 
     if not quiet:
         print(f"arithmetic: {len(splits['train'])} training problems, {len(train_pairs)} examples; "
               f"char tokenizer ({run.tokenizer.vocab_size} tokens); {recipe.preset}, {run.model.num_params():,} parameters")
-    result = run.trainer(quiet=quiet).fit()
+    result = run.trainer(callbacks=callbacks, quiet=quiet).fit()
 
     # The lowest validation loss, as a plain checkpoint folder (no optimizer state).
     best = out / ("best" if (out / "best").is_dir() else "last")

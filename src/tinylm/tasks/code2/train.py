@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinylm.errors import TinyLMError
 from tinylm.atomic_files import write_json
@@ -38,6 +38,9 @@ from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
 from tinylm.training.recipe import Recipe
 from tinylm.training.run import Pairs, RunSummary, ensure_new_run, prepare_run, train_config
 from tinylm.training.schedule import FitScheduleToBudget
+
+if TYPE_CHECKING:
+    from tinylm.training.trainer import Callback
 
 MODEL_DIR = "model"
 EM_LOG = "exact_match.jsonl"
@@ -150,8 +153,10 @@ def train(
     threads: int = 0,
     quiet: bool = False,
     say: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
 ) -> RunSummary:
-    """Train `recipe` into out_dir (which must not hold a run yet); see the module docstring."""
+    """Train `recipe` into out_dir (which must not hold a run yet); see the module docstring.
+    `callbacks` run after the task's own (e.g. a tuner's pruning check)."""
     import torch
 
     from tinylm.tasks.code2.bucketing import LengthBucketed
@@ -181,14 +186,14 @@ def train(
             f"{run.model.num_params():,} parameters; " + (f"budget {budget:.0f}s" if budget else f"{cfg.max_steps} steps"))
 
     best = BestByExactMatch(task, val_blocks[: s.em_blocks], run.tokenizer, s.em_every, out, say=None if quiet else say)
-    callbacks: list = [best]
+    own: list = [best]
     if budget:
         # Keep back what the final check, evaluation and save take (a few percent of the budget).
-        callbacks.insert(0, FitScheduleToBudget(budget, 0.03 * budget, cfg.max_steps))
+        own.insert(0, FitScheduleToBudget(budget, 0.03 * budget, cfg.max_steps))
     dropped = set(run.train_data.dropped)  # too long for the context: not in train_data
     weights = [s.error_weight ** problems_reported(p["output"]) for i, p in enumerate(train_pairs) if i not in dropped]
     batches = LengthBucketed(run.train_data, cfg.batch_size, s.bucket_batches, weights)
-    result = run.trainer(batches=batches, callbacks=callbacks, quiet=quiet).fit()
+    result = run.trainer(batches=batches, callbacks=[*own, *callbacks], quiet=quiet).fit()
     threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
