@@ -69,6 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--val-pairs", metavar="VAL.jsonl", help="validation pairs (with --pairs; without them, no evaluation)")
     model = p.add_argument_group("model and tokenizer")
     model.add_argument("--tokenizer", choices=("char", "bpe"), help="tokenizer to train on the data (default char)")
+    model.add_argument("--tokenizer-file", metavar="FILE",
+                       help="use this trained tokenizer (tokenizer.json) instead of training one on the data")
     model.add_argument("--vocab-size", type=int, metavar="N", help="BPE vocabulary size (default 1024)")
     model.add_argument("--preset", metavar="NAME", help="model preset (default gpt2-style-nano); see tinylm.presets")
     model.add_argument("--recipe", metavar="NAME|FILE", help="a measured recipe (shakespeare-char, nanogpt-shakespeare-char, "
@@ -167,7 +169,12 @@ def _fresh_run(args: argparse.Namespace, recipe):
             if not read_text(path):
                 raise TinyLMError(f"corpus file is empty: {path}")
         data = TextFiles(paths, data_dir)
-    run = prepare_run(recipe, cfg, data)
+    tokenizer = None
+    if args.tokenizer_file:
+        from tinylm.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(args.tokenizer_file)
+    run = prepare_run(recipe, cfg, data, tokenizer=tokenizer)
     if args.pairs:
         from tinylm.tokenizers import TOKENIZER_FILENAME
 
@@ -180,7 +187,7 @@ def _resumed_run(args: argparse.Namespace):
     from tinylm.training.run import resume_run
 
     given = _data_flags(args) + [flag for flag, used in (
-        ("--tokenizer", args.tokenizer), ("--vocab-size", args.vocab_size), ("--preset", args.preset),
+        ("--tokenizer", args.tokenizer), ("--tokenizer-file", args.tokenizer_file), ("--vocab-size", args.vocab_size), ("--preset", args.preset),
         ("--recipe", args.recipe), ("--set", args.overrides)) if used]
     if given:
         raise TinyLMError(f"--resume takes the model and data from {args.out}; drop {', '.join(given)}")
