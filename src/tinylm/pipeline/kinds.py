@@ -138,16 +138,24 @@ def _tokenizer(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
 
 
 def tokenizer_main(argv: list[str]) -> int:
-    """The tokenizer stage's child: train a tokenizer on a text file (or every .txt/.jsonl
-    text in a folder), write tokenizer.json and a vocabulary summary."""
+    """The tokenizer stage's child: train a tokenizer on a text file, a JSONL file of pairs
+    (their inputs and outputs, as `tinylm train --pairs` would) or every such file in a
+    folder; write tokenizer.json and a vocabulary summary."""
     from pathlib import Path
 
     from tinylm.atomic_files import write_json
+    from tinylm.data import read_pairs
     from tinylm.tokenizers import TOKENIZER_FILENAME, train_tokenizer
 
     kind, vocab_size, source = argv[0], int(argv[1]) or None, Path(argv[2])
     files = sorted(f for f in source.rglob("*") if f.suffix in (".txt", ".jsonl")) if source.is_dir() else [source]
-    tok = train_tokenizer(kind, files, vocab_size)
+    texts: list = []
+    for f in files:
+        if f.suffix == ".jsonl":
+            texts += [f"{p['input']}\n{p['output']}" for p in read_pairs(f)]
+        else:
+            texts.append(f)
+    tok = train_tokenizer(kind, texts, vocab_size)
     tok.save(Path(TOKENIZER_FILENAME))
     write_json("tokenizer_stats.json", {"type": tok.kind, "vocab_size": tok.vocab_size,
                                         "trained_on": [str(f) for f in files]})

@@ -239,6 +239,7 @@ def run_pipeline(pipe: Pipeline, out: str | Path, *, echo: Callable[[str], None]
         for name in list(manifest["stages"]):
             if name not in known:  # a stage removed from the file: forget it (its folder stays)
                 del manifest["stages"][name]
+        _write_manifest(out, pipe, manifest)
         n = len(pipe.stages)
         echo(f"pipeline {pipe.name}: {n} stages -> {out}")
         for i, stage in enumerate(pipe.stages, 1):

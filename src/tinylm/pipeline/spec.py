@@ -222,9 +222,9 @@ def load_pipeline(path: str | Path, *, budget: str | None = None,
             up = stages[ref.stage]
             # Only kinds that know their files can be checked now; the rest are checked when the
             # upstream stage has run (the runner raises the same one-line error then).
-            if ref.path and up.kind in ("shell", "gen-data", "tokenizer") and not any(
+            if ref.path and up.outputs and up.kind in ("shell", "gen-data", "tokenizer") and not any(
                     ref.path == o or o.startswith(ref.path + "/") for o in up.outputs):
                 raise TinyLMError(f"{where}: missing input {ref} (stage {up.name!r} produces: "
-                                  f"{', '.join(up.outputs) or 'nothing declared'})")
+                                  f"{', '.join(up.outputs)})")
     description = head.get("description", "")
     return Pipeline(path, str(head.get("name", path.stem)), str(description), threads, vars, _order(stages))
