@@ -167,16 +167,16 @@ def tokenizer_main(argv: list[str]) -> int:
 TRAIN = {
     "task": Param(S, None, None, ("code2",)),  # the task's trainer (tinylm code2 train) on a data folder
     "recipe": Param(S, None, "--recipe"), "preset": Param(S, None, "--preset"),
-    "tokenizer": Param(S, None, "--tokenizer"), "vocab_size": Param(I, None, "--vocab-size"),
+    "tokenizer": Param(S, None, "--tokenizer", ("char", "bpe")), "vocab_size": Param(I, None, "--vocab-size"),
     "set": Param(L, None, "--set"), "shakespeare": Param(B, None, "--shakespeare"),
     "max_steps": Param(I, None, "--max-steps"), "batch_size": Param(I, None, "--batch-size"),
     "grad_accum": Param(I, None, "--grad-accum"), "lr": Param(F, None, "--lr"),
     "min_lr": Param(F, None, "--min-lr"), "warmup_steps": Param(I, None, "--warmup-steps"),
-    "decay": Param(S, None, "--decay"), "weight_decay": Param(F, None, "--weight-decay"),
+    "decay": Param(S, None, "--decay", ("cosine", "linear", "constant")), "weight_decay": Param(F, None, "--weight-decay"),
     "grad_clip": Param(F, None, "--grad-clip"), "eval_every": Param(I, None, "--eval-every"),
     "eval_batches": Param(I, None, "--eval-batches"), "patience": Param(I, None, "--patience"),
     "log_every": Param(I, None, "--log-every"), "token_budget": Param(I, None, "--token-budget"),
-    "seed": Param(I, None, "--seed"), "dtype": Param(S, None, "--dtype"),
+    "seed": Param(I, None, "--seed"), "dtype": Param(S, None, "--dtype", ("float32", "bfloat16")),
     "samples": Param(I, 0, "--samples"),
 }
 # What `tinylm code2 train` accepts of the above (its recipe carries the rest).
@@ -226,8 +226,15 @@ def _quantize(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
     return Invocation(argv, stdout="quantize.json")
 
 
-EXPORT = {"format": Param(S, _REQUIRED, None, ("hf", "onnx", "gguf")), "int8": Param(B, None, "--int8"), "type": Param(S, None, "--type")}
+EXPORT = {"format": Param(S, _REQUIRED, None, ("hf", "onnx", "gguf")), "int8": Param(B, None, "--int8"),
+          "type": Param(S, None, "--type", ("f32", "f16", "q8_0"))}
 _EXPORT_VERBS = {"hf": ("export-hf", "model"), "onnx": ("export-onnx", "model"), "gguf": ("export-gguf", "model.gguf")}
+
+
+def _check_export(p: dict[str, Any], inputs: dict[str, Any]) -> None:
+    for key, fmt in (("int8", "onnx"), ("type", "gguf")):
+        if key in p and p["format"] != fmt:
+            raise TinyLMError(f"parameter {key!r} applies to format = \"{fmt}\" only")
 
 
 def _export(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
@@ -267,6 +274,13 @@ def _eval_task(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
 BENCH = {"name": Param(S, _REQUIRED), "quick": Param(B, None, "--quick")}
 
 
+def _check_bench(p: dict[str, Any], inputs: dict[str, Any]) -> None:
+    from tinylm.bench import BENCHMARKS
+
+    if p["name"] not in BENCHMARKS:
+        raise TinyLMError(f"unknown benchmark {p['name']!r} (choose from {', '.join(BENCHMARKS)})")
+
+
 def _bench(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
     argv = [*TINYLM, "bench", p["name"], "--json", "--threads", str(threads), *_flags(p, BENCH)]
     if "model" in inputs:
@@ -304,12 +318,13 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          {"model": True, "text": False}, _quantize, lambda p: ("model", "quantize.json")),
     Kind("export", "tinylm export-hf / export-onnx / export-gguf (format = hf|onnx|gguf)", EXPORT,
          {"model": True}, _export,
-         lambda p: (_EXPORT_VERBS[p["format"]][1],)),
+         lambda p: (_EXPORT_VERBS[p["format"]][1],), validate=_check_export),
     Kind("eval", "tinylm eval: perplexity of a checkpoint on a text file", EVAL,
          {"model": True, "text": True}, _eval, lambda p: ("eval.json",)),
     Kind("eval-task", "tinylm eval-task: a task's metrics (report.json, predictions, charts)", EVAL_TASK,
          {"model": True, "data": False}, _eval_task, lambda p: ("report.json", "report.md")),
-    Kind("bench", "tinylm bench NAME --json", BENCH, {"model": False}, _bench, lambda p: ("bench.json",)),
+    Kind("bench", "tinylm bench NAME --json", BENCH, {"model": False}, _bench, lambda p: ("bench.json",),
+         validate=_check_bench),
     Kind("report", "Markdown and PNG plots of the runs given as inputs", REPORT, {}, _report,
          lambda p: ("report.md",), any_inputs=True),
     Kind("shell", "a bash command run in the stage folder (inputs as $IN_<name>)", SHELL, {}, _shell,

@@ -109,8 +109,10 @@ def _eval_section(reports: list[tuple[str, Path]]) -> list[str]:
     lines = ["## Evaluation", ""]
     summary = []
     for label, r in loaded:
-        figures = {k: v for k, v in (r.get("summary") or {}).items() if isinstance(v, (int, float, str))}
-        summary.append({"run": label, **figures})
+        # eval-task's headline figures: the task-generic metrics and the task's own scores.
+        figures = {k: v for part in ("metrics", "scores") for k, v in (r.get(part) or {}).items()
+                   if isinstance(v, (int, float, str))}
+        summary.append({"run": label, "examples": r.get("examples", ""), **figures})
     lines += _table(summary)
     with_lengths = [(label, r["by_length"]) for label, r in loaded if r.get("by_length")]
     if with_lengths:
