@@ -5,6 +5,7 @@ It looks through its inputs (files or stage folders) for what the toolkit writes
     metrics.jsonl   a training run           -> loss curves (train and validation), final losses
     report.json     an eval-task report      -> headline metrics, accuracy by length
     bench.json      a `tinylm bench` result  -> its tables (speed), a plot of its first table
+    tokenizer_stats.json  a tokenizer stage   -> kind and vocabulary size
     quantize.json   a `tinylm quantize` run  -> sizes and the perplexity check
     eval.json       a `tinylm eval` run      -> loss and perplexity
 
@@ -90,7 +91,7 @@ def _loss_section(runs: list[tuple[str, Path]]) -> list[str]:
             ax.plot(*zip(*train), label=f"{label} train")
         if val:
             ax.plot(*zip(*val), marker="o", label=f"{label} val")
-        summary.append({"run": label, "steps": train[-1][0] if train else 0,
+        summary.append({"run": label, "steps": max((r["step"] for r in rows), default=0),
                         "final train loss": train[-1][1] if train else "",
                         "best val loss": min(v for _, v in val) if val else ""})
     ax.set_xlabel("step")
@@ -180,6 +181,7 @@ def write_report(title: str, inputs: list[tuple[str, Path]]) -> Path:
     lines = [f"# {title}", ""]
     lines += _loss_section(_find(inputs, "metrics.jsonl"))
     lines += _eval_section(_find(inputs, "report.json"))
+    lines += _small_json_section("Tokenizers", _find(inputs, "tokenizer_stats.json"))
     lines += _small_json_section("Quantization", _find(inputs, "quantize.json"))
     lines += _small_json_section("Perplexity", _find(inputs, "eval.json"))
     lines += _bench_section(_find(inputs, "bench.json"))
