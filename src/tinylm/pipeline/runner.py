@@ -52,6 +52,11 @@ TIMING_WORDS = frozenset({"s", "ms", "us", "sec", "secs", "seconds", "elapsed", 
                           "throughput", "speedup", "timestamp", "date", "wall", "duration"})
 
 
+# The same rule for text (a Markdown table of a JSON file's figures): a line that names a
+# time or a speed. Two text files whose differing lines all do differ "in timings only".
+TIMING_LINE = re.compile(r"latency|tokens/s|\bms\b|seconds|elapsed|\btime\b|throughput|per second", re.I)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -338,17 +343,51 @@ def explain(a: Path, b: Path, inputs_differ: list[str]) -> tuple[str, str]:
         why = f"fields differ: {', '.join(untimed[:8])}{' ...' if len(untimed) > 8 else ''}"
         return ("derived", f"{why}; from inputs that differ ({', '.join(inputs_differ)})") if inputs_differ \
             else ("differs", why)
+    pairs = _differing_lines(a, b)
+    if pairs and all(TIMING_LINE.search(x) and TIMING_LINE.search(y) for x, y in pairs):
+        return "timings", f"only lines with timings differ ({len(pairs)}, first: {pairs[0][0].strip()[:60]!r})"
     if inputs_differ:
-        return "derived", f"made from inputs that differ ({', '.join(inputs_differ)})"
+        shown = _text_difference(a, b)
+        return "derived", (f"made from inputs that differ ({', '.join(inputs_differ)})"
+                           + (f"; {shown}" if shown else ""))
     if a.suffix == ".safetensors":
         return "differs", _tensor_differences(a, b)
+    return "differs", _text_difference(a, b) or "binary file differs"
+
+
+def _differing_lines(a: Path, b: Path) -> list[tuple[str, str]] | None:
+    """The pairs of lines that differ in two text files of the same length; None otherwise."""
     try:
         la, lb = a.read_text(encoding="utf-8").splitlines(), b.read_text(encoding="utf-8").splitlines()
-        changed = [i for i, (x, y) in enumerate(zip(la, lb)) if x != y]
-        first = changed[0] + 1 if changed else min(len(la), len(lb)) + 1
-        return "differs", f"{len(changed) + abs(len(la) - len(lb))} lines differ, first at line {first}"
     except UnicodeDecodeError:
-        return "differs", "binary file differs"
+        return None
+    if len(la) != len(lb):
+        return None
+    return [(x, y) for x, y in zip(la, lb) if x != y]
+
+
+def _text_difference(a: Path, b: Path) -> str | None:
+    """How two text files differ: the count of changed lines and the first pair; None if binary."""
+    try:
+        la, lb = a.read_text(encoding="utf-8").splitlines(), b.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+    changed = [i for i, (x, y) in enumerate(zip(la, lb)) if x != y]
+    n = len(changed) + abs(len(la) - len(lb))
+    if not changed:
+        return f"{n} lines differ (one file is longer)"
+    i = changed[0]
+    return f"{n} lines differ, first line {i + 1}: {la[i].strip()[:70]!r} vs {lb[i].strip()[:70]!r}"
+
+
+def _input_label(ref: Ref, checked: dict[str, dict[str, dict[str, str]]]) -> str:
+    """An input that differs, and "timings only" when every file of it that differs does so
+    only in timing fields (known from its stage's comparison, made first)."""
+    if ref.stage is None or ref.stage not in checked:
+        return str(ref)
+    inside = [f["status"] for p, f in checked[ref.stage].items()
+              if not ref.path or p == ref.path or p.startswith(ref.path + "/")]
+    return f"{ref}: timings only" if all(st in ("identical", "timings") for st in inside) else str(ref)
 
 
 def check_pipeline(pipe: Pipeline, out: str | Path, fresh: str | Path | None = None, *,
@@ -367,12 +406,18 @@ def check_pipeline(pipe: Pipeline, out: str | Path, fresh: str | Path | None = N
     if fresh.exists() and any(fresh.iterdir()):
         raise TinyLMError(f"{fresh} is not empty; the check reruns into a fresh folder")
     echo(f"rerunning every stage into {fresh}")
-    again = run_pipeline(pipe, fresh, echo=echo)
+    run_pipeline(pipe, fresh, echo=echo)
+    return compare_runs(pipe, out, fresh, echo=echo)
+
+
+def compare_runs(pipe: Pipeline, out: Path, fresh: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Compare two finished runs of `pipe` output by output; writes out/check.json."""
+    manifest, again = read_manifest(out), read_manifest(fresh)
     result: dict[str, Any] = {"reference": str(out), "rerun": str(fresh), "stages": {}}
     counts = {"identical": 0, "timings": 0, "derived": 0, "differs": 0, "missing": 0}
     for stage in pipe.stages:
         first, second = manifest["stages"][stage.name], again["stages"][stage.name]
-        inputs_differ = [str(stage.inputs[k]) for k in stage.inputs
+        inputs_differ = [_input_label(stage.inputs[k], result["stages"]) for k in stage.inputs
                          if first["inputs"].get(k, {}).get("sha256") != second["inputs"][k]["sha256"]]
         files: dict[str, dict[str, str]] = {}
         for rel in sorted(set(first["outputs"]) | set(second["outputs"])):
