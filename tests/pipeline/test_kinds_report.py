@@ -65,7 +65,8 @@ def test_report_draws_runs_evaluations_and_benchmarks(tmp_path: Path, monkeypatc
         "by_length": [{"length": 1, "examples": 2, "exact_match": 0.5}, {"length": 2, "examples": 2, "exact_match": 0.0}]}))
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"benchmark": "kv-cache", "rows": [
-        {"new_tokens": 64, "with_cache_s": 1.0, "without_cache_s": 2.0, "speedup": 2.0}], "machine": {"cores": 2}}))
+        {"new_tokens": 64, "with_cache_s": 1.0, "without_cache_s": 2.0, "speedup": 2.0}], "machine": {"cores": 2},
+        "variants": {"fp32": {"tokens_per_s": 40.0}, "int8": {"tokens_per_s": 90.5}}}))
     inputs = [("training", run), ("test", ev), ("kv", bench)]
     outputs = {}
     for attempt in ("a", "b"):
@@ -80,5 +81,6 @@ def test_report_draws_runs_evaluations_and_benchmarks(tmp_path: Path, monkeypatc
     assert "| training | 2 | 2.5 | 2.7 |" in md
     assert "| test | 4 | 0.25 | 0.5 |" in md
     assert "| 64 | 1 | 2 | 2 |" in md and "machine: cores 2" in md
+    assert "| fp32 | 40 |" in md and "| int8 | 90.5 |" in md  # named rows become a table
     for png in ("loss.png", "accuracy_by_length.png", "bench_0.png"):
         assert outputs["a"][png][:8] == b"\x89PNG\r\n\x1a\n"

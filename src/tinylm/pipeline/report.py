@@ -132,6 +132,16 @@ def _eval_section(reports: list[tuple[str, Path]]) -> list[str]:
     return lines
 
 
+def _rows(value: Any) -> list[dict[str, Any]] | None:
+    """A benchmark's table: a list of row objects, or an object of named row objects
+    (`{"fp32": {...}, "int8": {...}}` -> rows with a "name" column)."""
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        return value
+    if isinstance(value, dict) and value and all(isinstance(r, dict) for r in value.values()):
+        return [{"name": k, **r} for k, r in value.items()]
+    return None
+
+
 def _bench_section(benches: list[tuple[str, Path]]) -> list[str]:
     lines: list[str] = []
     for i, (label, path) in enumerate(benches):
@@ -142,7 +152,7 @@ def _bench_section(benches: list[tuple[str, Path]]) -> list[str]:
         scalars = {k: v for k, v in b.items() if isinstance(v, (int, float, str, bool)) and k != "benchmark"}
         if scalars:
             lines += _table([scalars])
-        tables = [(k, v) for k, v in b.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
+        tables = [(k, rows) for k, v in b.items() if (rows := _rows(v))]
         for key, rows in tables:
             lines += [f"{key}:", "", *_table(rows)]
         if tables:
@@ -150,6 +160,10 @@ def _bench_section(benches: list[tuple[str, Path]]) -> list[str]:
             x = next(iter(rows[0]))
             ys = [c for c in rows[0] if c != x and all(isinstance(r.get(c), (int, float)) and
                                                       not isinstance(r.get(c), bool) for r in rows)]
+            # Speed columns share a scale; sizes or counts beside them would flatten the plot.
+            from tinylm.pipeline.runner import is_timing_key
+
+            ys = [c for c in ys if is_timing_key(c)] or ys
             if ys:
                 plt = _plt()
                 fig, ax = plt.subplots(figsize=(7, 4))
