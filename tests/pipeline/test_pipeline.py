@@ -251,10 +251,10 @@ inputs = { run = "@train" }
 """
 
 
-@pytest.mark.slow  # eight child processes that import torch: 30 s on an idle 2-core machine, 2 min when busy
 def test_real_stages_rerun_bit_identical(tmp_path: Path) -> None:
     """gen-data -> tokenizer -> train -> report; the check finds every output bit-identical
-    except the fields the timing rule names (same seed, one thread)."""
+    except the fields the timing rule names (same seed, one thread). Eight child processes
+    that import torch: the slowest test here (15 s measured on the shared 2-core machine)."""
     path = tmp_path / "tiny.toml"
     path.write_text(REAL)
     pipe = load_pipeline(path)

@@ -201,6 +201,8 @@ def _train_task(args: argparse.Namespace, recipe) -> int:
     if _data_flags(args):
         raise TinyLMError(f"recipe {recipe.name} trains on the {recipe.task} task's own data; "
                           f"drop {', '.join(_data_flags(args))}")
+    if args.tokenizer_file:
+        raise TinyLMError(f"recipe {recipe.name} trains its task's own tokenizer; drop --tokenizer-file")
     given = _given_train_fields(args)
     threads = given.pop("num_threads", 0)
     summary = get_plugin(recipe.task).train(recipe.replace(train=given), args.out, threads=threads, quiet=args.quiet)
