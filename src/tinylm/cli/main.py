@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "tinylm.cli.bench",
     "tinylm.cli.eval_task",
     "tinylm.cli.compare_grammar",
+    "tinylm.cli.pipeline",
 ]
 
 

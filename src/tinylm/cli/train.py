@@ -77,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_argument_group("model and tokenizer")
     model.add_argument("--tokenizer", choices=("char", "bpe", "sentencepiece"),
                        help="tokenizer to train on the data (default char; sentencepiece: SentencePiece BPE)")
+    model.add_argument("--tokenizer-file", metavar="FILE",
+                       help="use this trained tokenizer (tokenizer.json) instead of training one on the data")
     model.add_argument("--vocab-size", type=int, metavar="N",
                        help="vocabulary size of bpe (default 1024) or sentencepiece (default 8000)")
     model.add_argument("--preset", metavar="NAME", help="model preset (default gpt2-style-nano); see tinylm.presets")
@@ -182,7 +184,12 @@ def _fresh_run(args: argparse.Namespace, recipe):
             if not read_text(path):
                 raise TinyLMError(f"corpus file is empty: {path}")
         data = TextFiles(paths, data_dir)
-    run = prepare_run(recipe, cfg, data)
+    tokenizer = None
+    if args.tokenizer_file:
+        from tinylm.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(args.tokenizer_file)
+    run = prepare_run(recipe, cfg, data, tokenizer=tokenizer)
     if args.pairs:
         from tinylm.tokenizers import TOKENIZER_FILENAME
 
@@ -195,7 +202,7 @@ def _resumed_run(args: argparse.Namespace):
     from tinylm.training.run import resume_run
 
     given = _data_flags(args) + [flag for flag, used in (
-        ("--tokenizer", args.tokenizer), ("--vocab-size", args.vocab_size), ("--preset", args.preset),
+        ("--tokenizer", args.tokenizer), ("--tokenizer-file", args.tokenizer_file), ("--vocab-size", args.vocab_size), ("--preset", args.preset),
         ("--recipe", args.recipe), ("--set", args.overrides)) if used]
     if given:
         raise TinyLMError(f"--resume takes the model and data from {args.out}; drop {', '.join(given)}")
@@ -209,6 +216,8 @@ def _train_task(args: argparse.Namespace, recipe) -> int:
     if _data_flags(args):
         raise TinyLMError(f"recipe {recipe.name} trains on the {recipe.task} task's own data; "
                           f"drop {', '.join(_data_flags(args))}")
+    if args.tokenizer_file:
+        raise TinyLMError(f"recipe {recipe.name} trains its task's own tokenizer; drop --tokenizer-file")
     given = _given_train_fields(args)
     threads = given.pop("num_threads", 0)
     summary = get_plugin(recipe.task).train(recipe.replace(train=given), args.out, threads=threads, quiet=args.quiet)

@@ -424,7 +424,9 @@ def quantize_checkpoint(
 
     save_checkpoint(target, model, tokenizer, extra=copy_rest)
     return QuantizeReport(
-        out=str(target), method=model.transforms[0].to_config(),
+        # The folder as the caller named it, not resolved: a report that spells out where it
+        # was written would differ between two identical runs in two places (pipeline check).
+        out=str(out), method=model.transforms[0].to_config(),
         bytes_before=(source / WEIGHTS_FILE).stat().st_size, bytes_after=(target / WEIGHTS_FILE).stat().st_size,
         check_text=origin, check_tokens=len(ids) - 1,
         perplexity_before=_perplexity(reference, ids), perplexity_after=_perplexity(logits, ids),
