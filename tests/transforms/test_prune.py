@@ -88,7 +88,7 @@ def test_global_masks_equal_torchs_global_unstructured():
     m = model(family="gpt2")
     with torch.no_grad():
         m.blocks[0].ffn.up.weight.mul_(0.25)  # one layer of small weights: a global threshold takes most of it
-    masked = copy.deepcopy(m)
+    masked, tiny = copy.deepcopy(m), copy.deepcopy(m)
     MagnitudePrune(amount=0.4, scope="global").apply(masked)
     layers = {name: mod for name, mod in m.named_modules() if type(mod) is nn.Linear and name != "lm_head"}
     torch_prune.global_unstructured([(mod, "weight") for mod in layers.values()], torch_prune.L1Unstructured, amount=0.4)
@@ -97,9 +97,9 @@ def test_global_masks_equal_torchs_global_unstructured():
     assert float((~masked.blocks[0].ffn.up.mask).float().mean()) > 0.8
     assert sparsity(masked) == pytest.approx(0.4, abs=0.01)
     with torch.no_grad():
-        m.blocks[0].ffn.up.weight.mul_(0.01)
+        tiny.blocks[0].ffn.up.weight.mul_(0.01)
     with pytest.raises(TinyLMError, match="every weight of blocks.0.ffn.up"):
-        MagnitudePrune(amount=0.4, scope="global").apply(copy.deepcopy(m))
+        MagnitudePrune(amount=0.4, scope="global").apply(tiny)
 
 
 def test_masked_model_computes_with_zeros_merges_and_undoes():
@@ -269,6 +269,22 @@ def test_pruned_llama_equals_hugging_face_and_gpt2_export_refuses():
     gpt2 = prune(model("gpt2"), "structured", heads=0.5)
     with pytest.raises(TinyLMError, match="head_size"):
         hf_architecture(gpt2.config)
+
+
+def test_pruned_llama_gguf_declares_its_head_size(tmp_path):
+    pytest.importorskip("gguf")
+    from tinylm.interop.gguf import export_gguf, read_gguf_metadata, read_gguf_tensors
+
+    small = prune(model(), "structured", heads=0.5, ffn=0.25)
+    path = export_gguf(save_checkpoint(tmp_path / "small", small, TOKENIZER), tmp_path / "small.gguf")
+    md = read_gguf_metadata(path)
+    assert md["llama.attention.head_count"] == 2 and md["llama.attention.head_count_kv"] == 1
+    # llama.cpp assumes n_embd / n_head (16 here) unless told the key and value sizes.
+    assert md["llama.attention.key_length"] == md["llama.attention.value_length"] == 8
+    tensors = read_gguf_tensors(path)
+    assert tensors["blk.0.attn_q.weight"][1].shape == (16, 32)
+    assert tensors["blk.0.attn_output.weight"][1].shape == (32, 16)
+    assert tensors["blk.0.ffn_up.weight"][1].shape == (48, 32)
 
 
 @pytest.mark.slow  # the ONNX export alone takes about 20 s
