@@ -71,9 +71,11 @@ def _prune(args: argparse.Namespace) -> int:
         return 0
     mb = 1024 * 1024
     print(f"wrote {report.out} ({json.dumps(report.method)})")
-    print(f"parameters: {report.parameters_before:,} -> {report.parameters_after:,} "
-          f"({report.parameters_before / report.parameters_after:.2f}x fewer); "
-          f"zeros in the pruned layers: {100 * report.sparsity:.1f} %")
+    if report.parameters_after < report.parameters_before:
+        print(f"parameters: {report.parameters_before:,} -> {report.parameters_after:,} "
+              f"({report.parameters_before / report.parameters_after:.2f}x fewer)")
+    else:
+        print(f"parameters: {report.parameters_after:,}; zeros in the attention and FFN matrices: {100 * report.sparsity:.1f} %")
     note = " (dense storage: zeros weigh as much as other weights)" if report.bytes_after >= report.bytes_before else ""
     print(f"weights: {report.bytes_before / mb:.2f} MiB -> {report.bytes_after / mb:.2f} MiB "
           f"({report.bytes_before / report.bytes_after:.2f}x smaller){note}")

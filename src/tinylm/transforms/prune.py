@@ -169,11 +169,11 @@ class MagnitudePrune(Transform):
 
 
 def sparsity(model: GPT) -> float:
-    """The share of zeros in the weights magnitude pruning may touch (every nn.Linear or
-    MaskedLinear but a tied head): the masks' zeros, or the weights' own."""
+    """The share of zeros in the blocks' matrices (attention and FFN; not the head): the
+    masks' zeros, or the weights' own once merged."""
     zeros = total = 0
     for name, m in model.named_modules():
-        if name == "lm_head" and model.config.tie_weights:
+        if not name.startswith("blocks."):
             continue
         if isinstance(m, MaskedLinear):
             zeros, total = zeros + int((~m.mask).sum()), total + m.mask.numel()
@@ -418,7 +418,7 @@ class PruneReport:
     parameters_after: int
     bytes_before: int
     bytes_after: int
-    sparsity: float  # share of zero weights in the prunable layers of the written model
+    sparsity: float  # share of zeros in the written model's attention and FFN matrices
     check_text: str
     check_tokens: int
     perplexity_before: float
@@ -457,7 +457,10 @@ def prune_checkpoint(
     ids, origin = _check_ids(model, tokenizer, text, check_tokens)
     reference = _logits(model, ids)
     before = model.num_params()
-    calibration = torch.tensor(ids[: model.config.block_size])[None] if importance == "activation" else None
+    calibration = None
+    if importance == "activation":  # the check text in windows of the model's context
+        block = min(model.config.block_size, len(ids))
+        calibration = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
     pruned = prune(model, method, amount=amount, scope=scope, head=head, heads=heads, ffn=ffn,
                    importance=importance, calibration=calibration)
     settings: dict[str, Any] = ({"amount": pruned.transforms[0].amount, "scope": scope, "head": head}
