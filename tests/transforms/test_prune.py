@@ -391,3 +391,20 @@ def test_cli_refuses_an_existing_out_dir(ckpt, tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "prune", str(ckpt), "--method", "magnitude", "--out", str(out)) == 2
     assert "already exists" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_cli_fine_tunes_on_the_runs_own_data_and_checks_on_its_validation_split(tmp_path, monkeypatch, capsys):
+    """A checkpoint in a run folder (RUN/best beside RUN/data/): no --data, no --text needed."""
+    from tinylm.data import prepare_corpus
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 30)
+    prepare_corpus([corpus], TOKENIZER, tmp_path / "run" / "data", (0.8, 0.2, 0.0))
+    save_checkpoint(tmp_path / "run" / "best", model(), TOKENIZER)
+    assert run_cli(monkeypatch, "prune", str(tmp_path / "run" / "best"), "--method", "structured", "--ffn", "0.5",
+                   "--finetune-steps", "20", "--json", "--out", str(tmp_path / "p")) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["check_text"] == "the run's validation split" and report["finetune_steps"] == 20
+    # Twenty steps on the very text it is checked on: the pruned model ends better than the
+    # random-weight original it came from.
+    assert report["perplexity_after"] < report["perplexity_before"]

@@ -9,9 +9,10 @@ structured --heads F and/or --ffn F: remove that fraction of the attention heads
 
 The output is a plain checkpoint (tinylm.load, generate, eval, quantize, export open it). The
 command prints parameters and weight-file size before and after and a quick check: the
-perplexity of both models on a short text (`--text FILE`, or a text the original model samples
-itself) and how often they predict the same next token. `--finetune-steps N --data FILE`
-trains the pruned model N steps on a text first (magnitude pruning keeps its zeros).
+perplexity of both models on a short text (`--text FILE`, else the validation split of the run
+CKPT belongs to, RUN/data/, else a text the original model samples itself) and how often they
+predict the same next token. `--finetune-steps N` trains the pruned model N steps first, on
+`--data FILE` or the run's own training data (magnitude pruning keeps its zeros).
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="structured: fraction of FFN hidden channels to remove per layer")
     p.add_argument("--importance", default="weight", metavar="KIND",
                    help=f"structured: {' | '.join(IMPORTANCE)} (activation: measured on the check text; default weight)")
-    p.add_argument("--finetune-steps", type=int, default=0, metavar="N", help="train the pruned model N steps on --data")
+    p.add_argument("--finetune-steps", type=int, default=0, metavar="N",
+                   help="train the pruned model N steps on --data, or on the training data of CKPT's run (RUN/data)")
     p.add_argument("--data", metavar="FILE", help="text file to fine-tune on")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
-    p.add_argument("--text", metavar="FILE", help="text for the perplexity check (default: sampled by the original model)")
+    p.add_argument("--text", metavar="FILE",
+                   help="text for the perplexity check (default: the validation split of CKPT's run, else sampled by the model)")
     p.add_argument("--force", action="store_true", help="replace DIR if it is an existing model folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_prune)

@@ -367,18 +367,36 @@ class _Windows:
         return w[:, :-1], w[:, 1:]
 
 
-def finetune(model: GPT, ids: list[int], steps: int, *, batch_size: int = 8, lr: float = 3e-4) -> list[float]:
+def run_data(checkpoint: str | os.PathLike, tokenizer, block_size: int) -> tuple[Any, Any] | None:
+    """The run a checkpoint belongs to (RUN/best or RUN/last beside RUN/data/): its training
+    dataset, and its validation split's tokens when it is a text corpus; None outside a run."""
+    from tinylm.data import read_pairs
+    from tinylm.training.run import DATA_FOLDER, Corpus, Pairs, datasets
+
+    folder = Path(checkpoint).resolve().parent / DATA_FOLDER
+    if (folder / "train.bin").is_file():
+        train, val = datasets(Corpus(folder), tokenizer, block_size)
+        return train, val.data
+    if (folder / "train.jsonl").is_file():
+        return datasets(Pairs(read_pairs(folder / "train.jsonl"), None), tokenizer, block_size)[0], None
+    return None
+
+
+def finetune(model: GPT, data: Any, steps: int, *, batch_size: int = 8, lr: float = 3e-4) -> list[float]:
     """Train `model` (masked layers keep their zeros) for `steps` steps of the Trainer's own
-    step (AdamW, clipping) on random windows of `ids`, at a constant small lr; returns the losses."""
+    step (AdamW, clipping) at a constant small lr; returns the losses. `data`: a dataset with
+    the Trainer's `get_batch` (a run's training split), or token ids (random windows of them)."""
     from tinylm.training.config import TrainConfig
     from tinylm.training.trainer import Trainer
 
-    block = min(model.config.block_size, len(ids) - 2)
-    if block < 1:
-        raise TinyLMError("the fine-tuning text is too short (needs at least 3 tokens)")
+    if isinstance(data, list):
+        block = min(model.config.block_size, len(data) - 2)
+        if block < 1:
+            raise TinyLMError("the fine-tuning text is too short (needs at least 3 tokens)")
+        data = _Windows(data, block)
     cfg = TrainConfig(out_dir=os.devnull, max_steps=steps, batch_size=batch_size, lr=lr, min_lr=lr,
                       warmup_steps=0, decay="constant", tensorboard=False)
-    trainer = Trainer(model, _Windows(ids, block), cfg=cfg, quiet=True)
+    trainer = Trainer(model, data, cfg=cfg, quiet=True)
     model.train()
     try:
         return [trainer.train_step()["loss"] for _ in range(steps)]
@@ -436,7 +454,9 @@ def prune_checkpoint(
     """Prune the checkpoint folder `checkpoint` into `out` (written atomically; nothing is
     written when anything fails). A magnitude-pruned model is saved merged: plain layers whose
     weights hold the zeros (every tool opens it; it is no smaller). `finetune_steps` trains the
-    pruned model that many steps on `finetune_text` first (masks kept), then the check runs."""
+    pruned model that many steps first (masks kept), on `finetune_text` or else the training
+    split of the run the checkpoint belongs to (RUN/best beside RUN/data/). The check text:
+    `text`, else the run's validation split, else a text the original model samples."""
     from tinylm.checkpoint import WEIGHTS_FILE, load_model, save_checkpoint
     from tinylm.interop.hf import check_out_dir
     from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
@@ -446,15 +466,22 @@ def prune_checkpoint(
         raise TinyLMError(f"unknown pruning method {method!r}; choose one of: {', '.join(METHODS)}")
     if finetune_steps < 0:
         raise TinyLMError(f"--finetune-steps must be >= 0, got {finetune_steps}")
-    if finetune_steps and finetune_text is None:
-        raise TinyLMError("--finetune-steps needs --data FILE (the text to fine-tune on)")
     source = Path(checkpoint)
     target = check_out_dir(out, overwrite, source=source)
     model = load_model(source)
     if not (source / TOKENIZER_FILENAME).is_file():
         raise TinyLMError(f"checkpoint {source} has no {TOKENIZER_FILENAME}")
     tokenizer = load_tokenizer(source / TOKENIZER_FILENAME)
-    ids, origin = _check_ids(model, tokenizer, text, check_tokens)
+    run = run_data(source, tokenizer, model.config.block_size)
+    train_data: Any = tokenizer.encode(finetune_text) if finetune_text is not None else None
+    if finetune_steps and train_data is None:
+        if run is None:
+            raise TinyLMError(f"--finetune-steps needs --data FILE: {source} is not in a run folder with data/")
+        train_data = run[0]
+    if text is None and run is not None and run[1] is not None:
+        ids, origin = run[1][: check_tokens + 1].tolist(), "the run's validation split"
+    else:
+        ids, origin = _check_ids(model, tokenizer, text, check_tokens)
     reference = _logits(model, ids)
     before = model.num_params()
     calibration = None
@@ -466,7 +493,7 @@ def prune_checkpoint(
     settings: dict[str, Any] = ({"amount": pruned.transforms[0].amount, "scope": scope, "head": head}
                                 if method == "magnitude" else {"heads": heads, "ffn": ffn, "importance": importance})
     if finetune_steps:
-        finetune(pruned, tokenizer.encode(finetune_text), finetune_steps)
+        finetune(pruned, train_data, finetune_steps)
     if method == "magnitude":
         merge_all(pruned)
     logits = _logits(pruned, ids)
