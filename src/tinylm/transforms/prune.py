@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
 from tinylm.model import GPT
 from tinylm.transforms.base import Transform, merge_all, register_transform
@@ -193,7 +194,7 @@ class StructuredPlan:
     channels: list[list[int]]
 
 
-def _head_rows(cfg, groups: list[int]) -> tuple[list[int], list[int]]:
+def _head_rows(cfg: ModelConfig, groups: list[int]) -> tuple[list[int], list[int]]:
     """(rows of attn.qkv, columns of attn.proj) belonging to the key/value groups `groups`."""
     H, H_kv, D = cfg.n_head, cfg.kv_heads, cfg.head_dim
     rep = H // H_kv
@@ -320,8 +321,6 @@ def shrink(model: GPT, plan: StructuredPlan) -> GPT:
         ffn_hidden=n_channels.pop(),
         extra={**cfg.extra, "pruned": {"from_heads": H, "from_kv_heads": H_kv, "from_ffn_hidden": cfg.hidden_dim}},
     )
-    from tinylm.config import ModelConfig
-
     state = model.state_dict()
     for i, (groups, channels) in enumerate(zip(plan.kv_groups, plan.channels)):
         p = f"blocks.{i}."
@@ -338,19 +337,6 @@ def shrink(model: GPT, plan: StructuredPlan) -> GPT:
     smaller = GPT(ModelConfig.from_dict(new))
     smaller.load_state_dict({k: v.clone() for k, v in state.items()})
     return smaller.train(model.training)
-
-
-def zero_removed(model: GPT, plan: StructuredPlan) -> GPT:
-    """The original model with what `plan` removes zeroed instead (their columns of attn.proj
-    and ffn.down): computes what shrink(model, plan) computes, at the original size."""
-    cfg = model.config
-    with torch.no_grad():
-        for block, groups, channels in zip(model.blocks, plan.kv_groups, plan.channels):
-            removed_groups = [g for g in range(cfg.kv_heads) if g not in groups]
-            block.attn.proj.weight[:, _head_rows(cfg, removed_groups)[1]] = 0
-            removed = [c for c in range(cfg.hidden_dim) if c not in channels]
-            block.ffn.down.weight[:, removed] = 0
-    return model
 
 
 # ----------------------------------------------------------------------------- fine-tune
