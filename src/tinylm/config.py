@@ -30,6 +30,10 @@ class ModelConfig:
     n_head: int = 4
     n_kv_head: int | None = None  # None = n_head (MHA); fewer = grouped-query attention (GQA)
     n_embd: int = 128
+    # None = n_embd // n_head. Set when the heads' total width differs from n_embd: structured
+    # pruning removes heads and keeps n_embd and each head's size. (Not named head_dim: that
+    # property below is the resolved size every layer reads.)
+    head_size: int | None = None
     ffn: str = "gelu"
     ffn_hidden: int | None = None  # None = 4*n_embd, or ~8/3*n_embd for SwiGLU (same parameter count)
     norm: str = "layernorm"
@@ -48,7 +52,7 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_size or self.n_embd // self.n_head
 
     @property
     def kv_heads(self) -> int:
@@ -73,7 +77,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise TinyLMError(f"config: {name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
+        if self.head_size is not None and (not isinstance(self.head_size, int) or self.head_size <= 0):
+            raise TinyLMError(f"config: head_size must be a positive integer or null, got {self.head_size!r}")
+        if self.head_size is None and self.n_embd % self.n_head:
             raise TinyLMError(f"config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.n_kv_head is not None and (self.n_kv_head <= 0 or self.n_head % self.n_kv_head):
             raise TinyLMError(f"config: n_kv_head={self.n_kv_head} must divide n_head={self.n_head}")

@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "export": "tinylm.bench.export",
     "quant": "tinylm.bench.quant",
     "code2-compress": "tinylm.bench.code2_compress",
+    "prune": "tinylm.bench.prune",
 }
 
 

@@ -66,6 +66,24 @@ def _perplexity(model: GPT, ids: list[int]) -> float:
     return float(torch.tensor(total / count).exp())
 
 
+def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]], config: GenerationConfig,
+                  runs: int) -> dict[str, dict[str, float]]:
+    """tokens_per_s_batch_B of each engine for each batch of prompts (bench prune shares it)."""
+    speeds: dict[str, dict[str, float]] = {name: {} for name in engines}
+    # Rounds over all variants, fastest round kept for each: a burst of other work on the
+    # machine then slows one round of every variant, not every round of one variant.
+    for batch, ids in prompts.items():
+        best = {name: float("inf") for name in engines}
+        for name, engine in engines.items():
+            engine.generate(ids, config)  # warm-up
+        for _ in range(runs):
+            for name, engine in engines.items():
+                best[name] = min(best[name], best_of(1, lambda: engine.generate(ids, config)))
+        for name, seconds in best.items():
+            speeds[name][f"tokens_per_s_batch_{batch}"] = round(batch * config.max_new_tokens / seconds, 1)
+    return speeds
+
+
 @torch.inference_mode()
 def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
     new_tokens = 16 if quick else 128
@@ -97,17 +115,8 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
                           "file_bytes": (path / WEIGHTS_FILE).stat().st_size,
                           "perplexity": round(_perplexity(variant, val), 4) if val is not None else None}
             engines[name] = Engine(prepare_for_inference(variant))
-    # Rounds over all variants, fastest round kept for each: a burst of other work on the
-    # machine then slows one round of every variant, not every round of one variant.
-    for batch, ids in prompts.items():
-        best = {name: float("inf") for name in engines}
-        for name, engine in engines.items():
-            engine.generate(ids, config)  # warm-up
-        for _ in range(runs):
-            for name, engine in engines.items():
-                best[name] = min(best[name], best_of(1, lambda: engine.generate(ids, config)))
-        for name, seconds in best.items():
-            rows[name][f"tokens_per_s_batch_{batch}"] = round(batch * new_tokens / seconds, 1)
+    for name, speeds in decode_speeds(engines, prompts, config, runs).items():
+        rows[name].update(speeds)
     fp32 = rows["fp32"]
     for row in rows.values():
         for batch in (1, 8):

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=sorted(BENCHMARKS), metavar="NAME", help=", ".join(BENCHMARKS))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
-    p.add_argument("--model", metavar="CKPT", default=None, help="a trained checkpoint (benchmarks that take one: quant, code2-compress)")
+    p.add_argument("--model", metavar="CKPT", default=None,
+                   help="a trained checkpoint (benchmarks that take one: quant, prune, code2-compress)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.set_defaults(func=run)
 

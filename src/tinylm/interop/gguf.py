@@ -221,6 +221,9 @@ def export_gguf(checkpoint: str | os.PathLike, out: str | os.PathLike, kind: str
         writer.add_head_count(cfg.n_head)
         writer.add_head_count_kv(cfg.kv_heads)
         writer.add_rope_dimension_count(cfg.head_dim)
+        if cfg.n_head * cfg.head_dim != cfg.n_embd:  # heads pruned: llama.cpp otherwise assumes n_embd / n_head
+            writer.add_key_length(cfg.head_dim)
+            writer.add_value_length(cfg.head_dim)
         writer.add_rope_freq_base(cfg.rope_theta)
         writer.add_layer_norm_rms_eps(cfg.norm_eps)
         _add_tokenizer(writer, tokenizer, cfg.vocab_size)

@@ -102,6 +102,8 @@ def _problems(cfg: ModelConfig, arch: str) -> list[str]:
         problems.append("bias=True")
     if arch == GPT2 and cfg.kv_heads != cfg.n_head:
         problems.append(f"n_kv_head=n_head (no grouped-query attention, not {cfg.n_kv_head})")
+    if arch == GPT2 and cfg.n_head * cfg.head_dim != cfg.n_embd:  # GPT-2 splits n_embd into its heads
+        problems.append(f"head_size=n_embd/n_head (heads pruned: {cfg.n_head} x {cfg.head_dim} != {cfg.n_embd})")
     return problems
 
 
@@ -177,11 +179,11 @@ def _tinylm_config(hf_cfg: Any) -> ModelConfig:
                f"differs from attention_bias={hf_cfg.attention_bias} (tinylm has one bias setting)")
         heads = hf_cfg.num_attention_heads
         head_dim = getattr(hf_cfg, "head_dim", None) or hf_cfg.hidden_size // heads
-        _field(hf_cfg, "head_dim", head_dim * heads == hf_cfg.hidden_size, "is not hidden_size/num_attention_heads")
         kv = hf_cfg.num_key_value_heads or heads
         d = dict(
             vocab_size=hf_cfg.vocab_size, block_size=hf_cfg.max_position_embeddings, n_layer=hf_cfg.num_hidden_layers,
             n_head=heads, n_kv_head=None if kv == heads else kv, n_embd=hf_cfg.hidden_size, ffn="swiglu",
+            head_size=None if head_dim * heads == hf_cfg.hidden_size else head_dim,
             ffn_hidden=hf_cfg.intermediate_size, norm="rmsnorm", norm_eps=hf_cfg.rms_norm_eps, position="rope",
             rope_theta=theta, bias=hf_cfg.attention_bias, dropout=float(hf_cfg.attention_dropout or 0.0),
         )

@@ -163,11 +163,12 @@ class GPT(nn.Module):
         """Approximate FLOPs to process one token (Kaplan et al.; PaLM appendix B).
 
         Forward: 2 per weight (a multiply and an add) plus attention over `seq_len` keys,
-        2 * 2 * n_layer * seq_len * n_embd (scores and weighted sum). Training: 3x forward.
+        2 * 2 * n_layer * seq_len * n_head * head_dim (scores and weighted sum; n_head * head_dim
+        is n_embd unless heads were pruned). Training: 3x forward.
         """
         cfg = self.config
         seq_len = seq_len or cfg.block_size
-        forward = 2 * self.num_params(exclude_embeddings=True) + 4 * cfg.n_layer * seq_len * cfg.n_embd
+        forward = 2 * self.num_params(exclude_embeddings=True) + 4 * cfg.n_layer * seq_len * cfg.n_head * cfg.head_dim
         if cfg.tie_weights:  # the tied head was excluded with the embedding, yet it runs per token
             forward += 2 * cfg.vocab_size * cfg.n_embd
         return 3 * forward if training else forward

@@ -7,6 +7,7 @@ that recorded them can apply them again at load.
     with prepared_for_inference(model):      # for one evaluation inside a training loop
         ...
     quantize(model, "int4", group_size=32)   # int8 / int4 / dynamic-int8 weights, saved with the checkpoint
+    prune(model, "magnitude", amount=0.3)    # masked zeros (merge_all bakes them); "structured": a smaller GPT
 """
 
 from tinylm.transforms.base import (
@@ -20,6 +21,7 @@ from tinylm.transforms.base import (
     transform_from_config,
 )
 from tinylm.transforms.inference import PrepareForInference, prepare_for_inference, prepared_for_inference
+from tinylm.transforms.prune import MagnitudePrune, prune
 from tinylm.transforms.quantize import METHODS as QUANTIZATION_METHODS
 from tinylm.transforms.quantize import is_quantized, quantize
 
@@ -27,6 +29,7 @@ __all__ = [
     "TRANSFORMS",
     "PrepareForInference",
     "QUANTIZATION_METHODS",
+    "MagnitudePrune",
     "Transform",
     "apply_recorded",
     "merge_all",
@@ -34,6 +37,7 @@ __all__ = [
     "persistent_transforms",
     "prepare_for_inference",
     "prepared_for_inference",
+    "prune",
     "quantize",
     "register_transform",
     "replace_modules",
