@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "tinylm.cli.export_onnx",
     "tinylm.cli.export_gguf",
     "tinylm.cli.quantize",
+    "tinylm.cli.distill",
     "tinylm.cli.bench",
     "tinylm.cli.eval_task",
     "tinylm.cli.compare_grammar",
