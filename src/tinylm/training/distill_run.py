@@ -92,13 +92,11 @@ def read_student_spec(spec: str, overrides: dict[str, Any], teacher_config) -> S
 
 
 def count_parameters(config) -> int:
-    """Parameters of a model of `config`, counted without allocating its weights."""
-    import torch
-
+    """Parameters of a model of `config`. Built on the CPU: a meta-device build would import
+    torch's compiler stack (seconds), and the run seeds the RNG again before its own build."""
     from tinylm.model import GPT
 
-    with torch.device("meta"):
-        return GPT(config).num_params()
+    return GPT(config).num_params()
 
 
 def teacher_recipe(teacher_dir: Path, extra: dict[str, Any]):
