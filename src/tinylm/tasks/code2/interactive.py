@@ -6,7 +6,7 @@
     ..>
     ADDS r3,r1,r2
     LD r0,[rD+H'C1'] ; rD = DA00
-    ; 41.2 ms
+    ; 41.2 ms                                    (an example latency)
 
 A description may span several lines; an empty line ends it. Each answer is followed by
 its latency (the translation alone, in milliseconds) on a `;` line, which CODE-2 reads as
