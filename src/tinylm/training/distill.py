@@ -143,11 +143,10 @@ def distill(
     its run into cfg.out_dir (last/, best/, logs). Returns the trained student."""
     from tinylm.training.trainer import Trainer
 
+    check_student(teacher, student if isinstance(student, ModelConfig) else student.config)
     if isinstance(student, ModelConfig):
-        check_student(teacher, student)
         torch.manual_seed(cfg.seed)
         student = GPT(student)
-    check_student(teacher, student.config)
     Trainer(student, train_data, val_data, cfg, tokenizer, callbacks=callbacks, quiet=quiet,
             objective=DistillationObjective(teacher, alpha, temperature)).fit()
     return student

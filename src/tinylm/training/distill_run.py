@@ -37,8 +37,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -217,7 +217,7 @@ def distill_checkpoint(
                    "choose a smaller student (e.g. --set n_layer=2)")
         if not force:
             raise TinyLMError(message + " or give --force")
-        warnings.warn(message, stacklevel=2)
+        print(f"tinylm: warning: {message}", file=sys.stderr)
 
     recipe = teacher_recipe(teacher_dir, extra)
     given: dict[str, Any] = dict(train or {})
