@@ -14,7 +14,8 @@ objective set to the distillation loss (training/distill.py). What comes from th
 - the data. --task code2: the teacher's dataset, regenerated from what its checkpoint records
   (config.extra["code2"]: preset, style, size, seed, unit, hex hints), or `data` (a folder
   with train/valid.jsonl), cut into the same pairs and drawn in the same length buckets as
-  `tinylm code2 train`. --task text: `data` (text files, tokenized with the teacher's
+  `tinylm code2 train` (tasks/code2/distill.py: a task's own module, looked up by its name,
+  since this layer names no task). --task text: `data` (text files, tokenized with the teacher's
   tokenizer) or, without it, the teacher's run's own tokenized corpus (RUN/data beside the
   checkpoint folder RUN/best or RUN/last);
 - the training settings of the teacher's recipe (RUN/recipe.json, or the named recipe its
@@ -47,7 +48,6 @@ from tinylm.errors import TinyLMError
 from tinylm.atomic_files import write_json
 from tinylm.training.run import RECIPE_FILE, Corpus, Pairs, RunSummary, TextFiles, prepare_run, train_config
 
-TASKS = ("code2", "text")
 MODEL_DIR = "model"
 HELD_OUT_BATCHES = 4  # batches of the validation data the KL before/after is measured on
 
@@ -107,31 +107,19 @@ def teacher_recipe(teacher_dir: Path, extra: dict[str, Any]):
     run_recipe = teacher_dir.parent / RECIPE_FILE
     if run_recipe.is_file():
         return read_recipe_file(run_recipe)
-    name = (extra.get("code2") or {}).get("recipe")
+    name = (extra.get(extra.get("task") or "") or {}).get("recipe")  # e.g. config.extra["code2"]["recipe"]
     return load_recipe(name) if isinstance(name, str) and name in named_recipes() else None
 
 
-def _code2_settings(extra: dict[str, Any], recipe):
-    """The teacher recipe's CODE-2 settings, with the dataset its checkpoint records."""
-    from tinylm.tasks.code2.recipes import Code2Settings
+def task_distillation(task: str) -> Any:
+    """A task's distillation support, tasks/<task>/distill.py (settings, pairs, batches,
+    TRAIN_DEFAULTS), looked up by name: this layer names no task."""
+    import importlib
 
-    base = recipe.settings if recipe is not None and recipe.task == "code2" else Code2Settings()
-    known = {f.name for f in dataclasses.fields(Code2Settings)}
-    return dataclasses.replace(base, **{k: v for k, v in (extra.get("code2") or {}).items() if k in known})
-
-
-def _code2_pairs(s, data: list[str] | None, n_val: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(train pairs, the first n_val validation pairs) of the CODE-2 dataset of settings `s`."""
-    from tinylm.tasks.code2.task import Code2Task, load_examples
-    from tinylm.tasks.code2.train import training_pairs
-
-    if data is not None and len(data) != 1:
-        raise TinyLMError("--task code2 takes one --data folder (train.jsonl and valid.jsonl)")
-    folder = data[0] if data else None
-    task = Code2Task(s.data_preset, s.unit, folder, s.n, s.seed, s.hex_hints, s.data_style)
-    train_pairs = training_pairs(load_examples("train", s.data_preset, folder, s.n, s.seed, s.data_style), task)
-    val_blocks = load_examples("valid", s.data_preset, folder, s.n, s.seed, s.data_style)
-    return train_pairs, training_pairs(val_blocks, task)[:n_val]
+    try:
+        return importlib.import_module(f"tinylm.tasks.{task}.distill")
+    except ModuleNotFoundError:
+        raise TinyLMError(f"task {task!r} has no distillation support; distill a text model or a code2 model") from None
 
 
 def _text_data(teacher_dir: Path, data: list[str] | None, out: Path) -> TextFiles | Corpus:
@@ -199,15 +187,15 @@ def distill_checkpoint(
     teacher_model = load_model(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir / TOKENIZER_FILENAME)
     extra = dict(teacher_model.config.extra or {})
-    teacher_task = "code2" if extra.get("task") == "code2" else "text"
+    teacher_task = extra.get("task") or "text"
     task = task or teacher_task
-    if task not in TASKS:
-        raise TinyLMError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    if task == "code2" and teacher_task != "code2":
-        raise TinyLMError(f"{teacher_dir} is not a CODE-2 model; distill it with --task text")
-    if task == "text" and (teacher_task == "code2" or extra.get("prompt_format", "plain") != "plain"):
+    if task != "text" and task != teacher_task:
+        raise TinyLMError(f"{teacher_dir} is not a {task} model (its task: {teacher_task}); distill it with "
+                          f"--task {teacher_task}")
+    if task == "text" and (teacher_task != "text" or extra.get("prompt_format", "plain") != "plain"):
         raise TinyLMError(f"{teacher_dir} answers prompts ({extra.get('task') or 'paired'} model), not plain text; "
-                          f"--task text needs a language model" + ("; use --task code2" if teacher_task == "code2" else ""))
+                          f"--task text needs a language model" + (f"; use --task {teacher_task}"
+                                                                    if teacher_task != "text" else ""))
 
     spec = read_student_spec(student, overrides or {}, teacher_model.config)
     student_config = model_config(spec.preset, **{**spec.overrides, "vocab_size": tokenizer.vocab_size})
@@ -227,39 +215,33 @@ def distill_checkpoint(
         given["time_budget_s"] = float(budget_s)
     if max_steps is not None:
         given.update(max_steps=max_steps, time_budget_s=0.0)
-    if task == "code2":
-        from tinylm.tasks.code2.train import TRAIN_DEFAULTS
-
-        defaults = dict(TRAIN_DEFAULTS)
-    else:
-        defaults = {"tensorboard": False}
-    settings = _code2_settings(extra, recipe) if task == "code2" else None
+    plugin = task_distillation(task) if task != "text" else None
+    defaults = dict(plugin.TRAIN_DEFAULTS) if plugin is not None else {"tensorboard": False}
+    settings = plugin.settings(extra, recipe) if plugin is not None else None
     student_recipe = Recipe(
         name=f"distill-{recipe.name if recipe is not None else teacher_dir.name}", preset=spec.preset,
         model=spec.overrides,
         # The recipe records the tokenizer's kind; one it cannot name (sentencepiece) is still the teacher's.
         tokenizer=tokenizer.kind if tokenizer.kind in TOKENIZERS else "bpe",
-        train=recipe.train if recipe is not None else {}, task="code2" if task == "code2" else None,
+        train=recipe.train if recipe is not None else {}, task=None if plugin is None else task,
         settings=settings, description=f"distilled from {teacher_dir} (alpha {alpha}, temperature {temperature})",
     )
     cfg = train_config(student_recipe, out, defaults=defaults, **given)
     task_extra: dict[str, Any] = {"distilled_from": {"teacher": str(teacher_dir), "teacher_parameters": n_teacher,
                                                      "alpha": alpha, "temperature": temperature}}
-    if task == "code2":
+    if plugin is not None:
         # The Trainer's val loss reads only its first eval_batches batches.
-        train_pairs, val_pairs = _code2_pairs(settings, data, cfg.batch_size * cfg.eval_batches)
+        train_pairs, val_pairs = plugin.pairs(settings, data, cfg.batch_size * cfg.eval_batches)
         run_data: Pairs | TextFiles | Corpus = Pairs(train_pairs, val_pairs)
-        task_extra.update(task="code2", code2=extra["code2"])
+        task_extra.update(task=task, **{task: extra[task]})
     else:
         run_data = _text_data(teacher_dir, data, out)
 
     created = not out.exists()
     try:
         run = prepare_run(student_recipe, cfg, run_data, tokenizer=tokenizer, task_extra=task_extra, started=start)
-        if task == "code2":
-            from tinylm.tasks.code2.train import bucketed_batches
-
-            batches = bucketed_batches(run.train_data, train_pairs, cfg.batch_size, settings)
+        if plugin is not None:
+            batches = plugin.batches(run.train_data, train_pairs, cfg.batch_size, settings)
         else:
             batches = run.train_data
         held_out = _held_out(run.val_data if run.val_data is not None else run.train_data, cfg.batch_size)
