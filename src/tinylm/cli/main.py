@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "tinylm.cli.export_gguf",
     "tinylm.cli.quantize",
     "tinylm.cli.prune",
+    "tinylm.cli.distill",
     "tinylm.cli.bench",
     "tinylm.cli.eval_task",
     "tinylm.cli.compare_grammar",

@@ -129,12 +129,14 @@ class Run:
         self.recipe, self.cfg, self.tokenizer, self.model = recipe, cfg, tokenizer, model
         self.train_data, self.val_data, self.started = train_data, val_data, started
 
-    def trainer(self, *, batches: Any = None, callbacks: Sequence[Any] = (), quiet: bool = False):
-        """The Trainer on the run's data (or on `batches`, anything with get_batch, e.g. length buckets)."""
+    def trainer(self, *, batches: Any = None, callbacks: Sequence[Any] = (), quiet: bool = False,
+                objective: Any = None):
+        """The Trainer on the run's data (or on `batches`, anything with get_batch, e.g. length buckets),
+        with the model's own loss or an `objective` (trainer.Objective)."""
         from tinylm.training.trainer import Trainer
 
         return Trainer(self.model, batches if batches is not None else self.train_data, self.val_data, self.cfg,
-                       self.tokenizer, callbacks=callbacks, quiet=quiet)
+                       self.tokenizer, callbacks=callbacks, quiet=quiet, objective=objective)
 
     def describe(self) -> str:
         c = self.model.config

@@ -91,6 +91,10 @@ class Dataset(Protocol):
 # Called after every optimizer step (after that step's checkpoint, if any) with the step's row;
 # on a step that evaluated, the row also holds its "val_loss" (what a pruner watches).
 Callback = Callable[["Trainer", dict[str, Any]], None]
+# The training loss of a batch, (model, x, y) -> scalar; None means the model's own loss, the
+# cross-entropy on y (distillation adds a teacher's soft targets: training/distill.py).
+# Evaluation always reports the model's own loss, so val losses compare across objectives.
+Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -112,7 +116,8 @@ def seed_everything(seed: int) -> None:
 
 
 def accumulate_gradients(
-    model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n_batches: int, bf16: bool = False
+    model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n_batches: int, bf16: bool = False,
+    objective: Objective | None = None,
 ) -> float:
     """Forward and backward over `n_batches` micro-batches; returns their mean loss.
 
@@ -125,7 +130,7 @@ def accumulate_gradients(
         last = i == n_batches - 1
         with model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                _, loss = model(x, y)
+                loss = objective(model, x, y) if objective is not None else model(x, y)[1]
             (loss / n_batches).backward()
         total += loss.item()
     return total / n_batches
@@ -164,6 +169,7 @@ class Trainer:
         tokenizer=None,
         callbacks: Sequence[Callback] = (),
         quiet: bool = False,
+        objective: Objective | None = None,
     ) -> None:
         self.cfg = cfg if cfg is not None else TrainConfig()
         self.model = model
@@ -172,6 +178,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.callbacks = list(callbacks)
         self.quiet = quiet
+        self.objective = objective
         self.out_dir = Path(self.cfg.out_dir)
         seed_everything(self.cfg.seed)
         self.data_generator = torch.Generator().manual_seed(self.cfg.seed)
@@ -211,7 +218,8 @@ class Trainer:
                 tokens += x.numel()
                 yield distributed.my_rows(x), distributed.my_rows(y)
 
-        loss = accumulate_gradients(self.step_model, batches(), cfg.grad_accum, bf16=cfg.dtype == "bfloat16")
+        loss = accumulate_gradients(self.step_model, batches(), cfg.grad_accum, bf16=cfg.dtype == "bfloat16",
+                                    objective=self.objective)
         loss = distributed.mean(loss)
         if not math.isfinite(loss):
             raise TinyLMError(f"training diverged: loss is {loss} at step {self.progress.step + 1}; try a lower lr")

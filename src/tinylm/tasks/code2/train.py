@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tinylm.errors import TinyLMError
 from tinylm.atomic_files import write_json
+from tinylm.tasks.code2.recipes import Code2Settings
 from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
 from tinylm.training.recipe import Recipe
 from tinylm.training.run import Pairs, RunSummary, ensure_new_run, prepare_run, train_config
@@ -139,10 +140,19 @@ def problems_reported(output: str) -> int:
     return output.count(" y ") + 1 if output.startswith("Error:") else 0
 
 
-def _pairs(blocks: list[dict[str, Any]], task: Code2Task) -> list[dict[str, str]]:
+def training_pairs(blocks: list[dict[str, Any]], task: Code2Task) -> list[dict[str, str]]:
     """Training pairs, their inputs written the way the task prompts the model."""
     pairs = line_pairs(blocks) if task.unit == "line" else [{"input": b["input"], "output": b["output"]} for b in blocks]
     return [{"input": task.model_input(p["input"]), "output": p["output"]} for p in pairs]
+
+
+def bucketed_batches(train_data, train_pairs: list[dict[str, str]], batch_size: int, s: Code2Settings):
+    """Length-bucketed batches of a run's PairedDataset, hard lines drawn more often (s.error_weight)."""
+    from tinylm.tasks.code2.bucketing import LengthBucketed
+
+    dropped = set(train_data.dropped)  # too long for the context: not in train_data
+    weights = [s.error_weight ** problems_reported(p["output"]) for i, p in enumerate(train_pairs) if i not in dropped]
+    return LengthBucketed(train_data, batch_size, s.bucket_batches, weights)
 
 
 def train(
@@ -159,8 +169,6 @@ def train(
     `callbacks` run after the task's own (e.g. a tuner's pruning check)."""
     import torch
 
-    from tinylm.tasks.code2.bucketing import LengthBucketed
-
     if recipe.task != "code2":
         raise TinyLMError(f"recipe {recipe.name} is not a code2 recipe")
     start = time.perf_counter()
@@ -174,7 +182,7 @@ def train(
     train_blocks = load_examples("train", s.data_preset, data, s.n, s.seed, s.data_style)
     val_blocks = load_examples("valid", s.data_preset, data, s.n, s.seed, s.data_style)
     task = Code2Task(s.data_preset, s.unit, data, s.n, s.seed, s.hex_hints, s.data_style)
-    train_pairs, val_pairs = _pairs(train_blocks, task), _pairs(val_blocks, task)
+    train_pairs, val_pairs = training_pairs(train_blocks, task), training_pairs(val_blocks, task)
     n_val = cfg.eval_batches * cfg.batch_size  # the Trainer's val loss reads only these
     extra = {"task": "code2", "code2": {"data_preset": s.data_preset, "data_style": s.data_style, "unit": s.unit,
                                         "n": s.n, "seed": s.seed, "hex_hints": s.hex_hints, "recipe": recipe.name}}
@@ -190,9 +198,7 @@ def train(
     if budget:
         # Keep back what the final check, evaluation and save take (a few percent of the budget).
         own.insert(0, FitScheduleToBudget(budget, 0.03 * budget, cfg.max_steps))
-    dropped = set(run.train_data.dropped)  # too long for the context: not in train_data
-    weights = [s.error_weight ** problems_reported(p["output"]) for i, p in enumerate(train_pairs) if i not in dropped]
-    batches = LengthBucketed(run.train_data, cfg.batch_size, s.bucket_batches, weights)
+    batches = bucketed_batches(run.train_data, train_pairs, cfg.batch_size, s)
     result = run.trainer(batches=batches, callbacks=[*own, *callbacks], quiet=quiet).fit()
     threads_before = torch.get_num_threads()
     if threads:

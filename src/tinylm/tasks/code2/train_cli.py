@@ -4,9 +4,14 @@
     tinylm code2 train --preset full --budget-minutes 15 --out runs/full
     tinylm code2 translate runs/code2-thesis/model "Suma r1 y r2 y guarda el resultado en r3" --run
     echo "Lee DAC1 y almacénalo en el registro 0" | tinylm code2 translate runs/code2-thesis/model - --run
+    tinylm code2 translate runs/code2-thesis/model -i --precision int8     # interactive, with latencies
+    tinylm code2 translate runs/code2-thesis/model -i < blocks.txt         # blocks ended by empty lines
 
 translate prints the assembly (one line per description line); --run assembles it, runs it
 on the emulator from registers r<i> = i and zeroed memory, and prints the final state.
+-i translates description after description (each ended by an empty line) and prints the
+latency of each answer (interactive.py); --precision int8|int4 quantizes a float model as it
+loads (a folder `tinylm quantize` wrote is used as it is).
 Without MODEL it uses the model `tinylm code2 train --preset thesis` or `tinylm demo`
 wrote under runs/ (the first of DEFAULT_MODELS that exists).
 """
@@ -39,9 +44,13 @@ def register_train_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("translate", help="translate Spanish descriptions into CODE-2 with a trained model",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("words", nargs="+", metavar="[MODEL] TEXT",
+    p.add_argument("words", nargs="*", metavar="[MODEL] TEXT",
                    help="a checkpoint folder, then the description's lines (each argument is a line; - reads stdin)")
     p.add_argument("--model", metavar="DIR", help="the checkpoint, given as an option (the older form)")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="translate descriptions read from stdin, each ended by an empty line, with the latency of each")
+    p.add_argument("--precision", metavar="fp32|int8|int4",
+                   help="quantize a float model on load (default: the checkpoint as saved)")
     p.add_argument("--run", action="store_true", help="run the result on the emulator and print the final state")
     p.add_argument("--num-beams", type=int, default=1, help="beam search with N beams (default: greedy)")
     p.set_defaults(func=_cmd_translate)
@@ -82,9 +91,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_and_text(words: list[str], model: str | None) -> tuple[Path, list[str]]:
-    """(checkpoint, description lines) from `[MODEL] TEXT...` or the older `TEXT... --model MODEL`."""
-    if model is None and (Path(words[0]).is_dir() or "/" in words[0]):
+def model_and_text(words: list[str], model: str | None, interactive: bool = False) -> tuple[Path, list[str]]:
+    """(checkpoint, description lines) from `[MODEL] TEXT...` or the older `TEXT... --model MODEL`;
+    interactive, only `[MODEL]` (the descriptions come from stdin)."""
+    if interactive:
+        if model is None and words:
+            model, words = words[0], words[1:]
+        if words:
+            raise TinyLMError("-i reads the descriptions from stdin; give only the model")
+    elif not words:
+        raise TinyLMError('nothing to translate: give a description, e.g. tinylm code2 translate MODEL '
+                          '"Suma r1 y r2 y guarda el resultado en r3", or -i')
+    elif model is None and (Path(words[0]).is_dir() or "/" in words[0]):
         if len(words) < 2:
             raise TinyLMError(f'nothing to translate: give the description after the model, '
                               f'e.g. tinylm code2 translate {words[0]} "Suma r1 y r2 y guarda el resultado en r3"')
@@ -102,19 +120,18 @@ def model_and_text(words: list[str], model: str | None) -> tuple[Path, list[str]
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
-    model, lines = model_and_text(args.words, args.model)
-    text = sys.stdin.read() if lines == ["-"] else "\n".join(lines)
-    import tinylm
+    model, lines = model_and_text(args.words, args.model, args.interactive)
     from tinylm.generation import GenerationConfig
-    from tinylm.tasks.code2.translate import model_task, run_translation, translate
+    from tinylm.tasks.code2.interactive import interactive, run_report
+    from tinylm.tasks.code2.translate import load_translator, model_task, run_translation, translate
 
-    lm = tinylm.load(model)
+    lm = load_translator(model, args.precision)
     config = GenerationConfig(temperature=0.0, max_new_tokens=lm.model.config.block_size, num_beams=args.num_beams)
+    if args.interactive:
+        return interactive(lm, config, run=args.run)
+    text = sys.stdin.read() if lines == ["-"] else "\n".join(lines)
     assembly = translate(lm, text, config)
     print(assembly)
     if args.run:
-        run = run_translation(assembly, model_task(lm).preset)
-        print(f"; emulator ({'registers r<i> = i' if run.assembles else 'not run'}): {run.message}")
-        if run.assembles:
-            print("\n".join(f"; {line}" for line in run.state_text.split("\n")))
+        print(run_report(run_translation(assembly, model_task(lm).preset)))
     return 0

@@ -11,13 +11,51 @@ whole text. Decoding is greedy unless a GenerationConfig says otherwise.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tinylm.api import LanguageModel
 from tinylm.errors import TinyLMError
 from tinylm.generation import GenerationConfig
 from tinylm.tasks.code2.task import Code2Task, create
+
+
+# What `code2 translate --precision` offers: the float model, or its weights quantized on load
+# with the weight-only transforms of tinylm.transforms.quantize (int4: groups of 32 inputs).
+PRECISIONS = ("fp32", "int8", "int4")
+
+
+def load_translator(path: str | os.PathLike, precision: str | None = None) -> LanguageModel:
+    """The checkpoint at `path` at `precision`: a float checkpoint is quantized on the fly (int8,
+    int4); a folder already quantized (`tinylm quantize`) is used as saved, and `precision`, if
+    given, must name its method."""
+    from tinylm.checkpoint import load_model
+    from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
+    from tinylm.transforms import prepare_for_inference
+    from tinylm.transforms.quantize import quantize
+
+    if precision is not None and precision not in PRECISIONS:
+        raise TinyLMError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    path = Path(path)
+    model = load_model(path)
+    if not (path / TOKENIZER_FILENAME).is_file():
+        raise TinyLMError(f"checkpoint {path} has no {TOKENIZER_FILENAME}")
+    saved = precision_of(model)
+    if precision is not None and precision != saved:
+        if saved != "fp32":
+            raise TinyLMError(f"{path} is already quantized ({saved}); leave out --precision, or give the float "
+                              f"checkpoint for {precision}")
+        quantize(model, precision)
+    return LanguageModel(prepare_for_inference(model), load_tokenizer(path / TOKENIZER_FILENAME), path)
+
+
+def precision_of(model) -> str:
+    """fp32, or the quantization method of a GPT's weights."""
+    from tinylm.transforms.quantize import METHODS
+
+    return next((t.name for t in model.transforms if t.name in METHODS), "fp32")
 
 
 def model_task(lm: LanguageModel) -> Code2Task:
