@@ -15,6 +15,7 @@ tinylm/data/prompt_format.py), so a CODE-2 line model answers a sentence here ex
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
 from tinylm.model import GPT
 from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, load_tokenizer
-from tinylm.transforms import is_quantized, prepare_for_inference
+from tinylm.transforms import is_quantized, prepare_for_inference, virtual_prefix
 
 
 @dataclass
@@ -41,7 +42,8 @@ class LanguageModel:
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.model, self.tokenizer)
-        self.prompt_format: PromptFormat = prompt_format_of(self.model.config.extra)
+        self.prompt_format: PromptFormat = dataclasses.replace(
+            prompt_format_of(self.model.config.extra), prefix=tuple(virtual_prefix(self.model)))
 
     def generate(
         self, prompt: str | list[str], logits_processor: LogitsProcessor | None = None, **settings: Any
