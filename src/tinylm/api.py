@@ -131,12 +131,18 @@ def generation_config(**settings: Any) -> GenerationConfig:
         raise TinyLMError(f"generation settings: {e}") from None
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> LanguageModel:
+def load(path: str | os.PathLike, device: str = "cpu", adapter: str | os.PathLike | None = None) -> LanguageModel:
     """Load a checkpoint folder (config.json + model.safetensors + tokenizer.json), prepared for
     inference (tinylm.transforms.prepare_for_inference: decoding layouts; `lm.model` cannot be
-    trained until that transform is undone)."""
+    trained until that transform is undone). `adapter`: a fine-tuning adapter folder
+    (tinylm.finetune) trained on this checkpoint, applied to it (unmerged)."""
     path = Path(path)
-    model = prepare_for_inference(load_model(path, device=device))
+    model = load_model(path, device=device)
+    if adapter is not None:
+        from tinylm.finetune import attach_adapter
+
+        model = attach_adapter(model, adapter).eval()
+    model = prepare_for_inference(model)
     if not (path / TOKENIZER_FILENAME).is_file():
         raise TinyLMError(f"checkpoint {path} has no {TOKENIZER_FILENAME}")
     return LanguageModel(model, load_tokenizer(path / TOKENIZER_FILENAME), path)

@@ -18,6 +18,7 @@ from tinylm.errors import TinyLMError
 # Order here is the order in `tinylm --help`.
 COMMAND_MODULES = [
     "tinylm.cli.train",
+    "tinylm.cli.finetune",
     "tinylm.cli.generate",
     "tinylm.cli.chat",
     "tinylm.cli.serve",

@@ -217,6 +217,10 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
     if model is not None:
         from tinylm.transforms import virtual_prefix
 
+        # The fine-tuned model is prompted the way its new data frames prompts, with the task's notes.
+        fmt = "paired" if isinstance(data, Pairs) else "plain"
+        model.config = dataclasses.replace(
+            model.config, extra={**model.config.extra, "prompt_format": fmt, **(task_extra or {})})
         train_data, val_data = datasets(data, tokenizer, model.config.block_size, virtual_prefix(model))
         return Run(recipe, cfg, tokenizer, model, train_data, val_data, started)
     prompt_format = "paired" if isinstance(data, Pairs) else "plain"
