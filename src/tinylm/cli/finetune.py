@@ -6,6 +6,8 @@
     tinylm finetune runs/base/best --method full --freeze tok_emb,blocks.0 --data notes.txt --out runs/ft-full
     tinylm finetune --resume --out runs/ft-lora --max-steps 4000      # continue (data and model from the run)
     tinylm finetune runs/base/best --merge-adapter runs/ft-lora/adapter --out runs/merged
+    tinylm finetune runs/base/best --export-peft runs/ft-lora/adapter --out runs/peft   # for PEFT on export-hf's model
+    tinylm finetune runs/base/best --import-peft runs/peft --out runs/ft-lora/adapter2
 
 The run is a `tinylm train` run (the same Trainer, logs, budgets, best/ and last/, resume)
 whose model is the base with the method's transforms applied (tinylm.finetune): last/ and
@@ -60,7 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--out", metavar="DIR", help="the run folder")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--merge", action="store_true", help="also write OUT/merged: base and adapter as one checkpoint")
-    r.add_argument("--merge-adapter", metavar="ADAPTER", help="only merge ADAPTER onto --base into --out, no training")
+    r.add_argument("--merge-adapter", metavar="ADAPTER", help="no training: merge ADAPTER onto BASE into --out")
+    r.add_argument("--export-peft", metavar="ADAPTER", help="no training: write the LoRA ADAPTER (trained on BASE) as a "
+                   "PEFT adapter for BASE's export-hf model into --out")
+    r.add_argument("--import-peft", metavar="PEFT_DIR", help="no training: a PEFT LoRA adapter for BASE's export-hf model "
+                   "-> a tinylm adapter folder in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     t = p.add_argument_group("training (with --resume, these override the run's saved values)")
     for field, (flag, kind, help_text) in TRAIN_FLAGS.items():
@@ -130,8 +136,8 @@ def _data(args: argparse.Namespace, out: Path):
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    if args.merge_adapter:
-        return _merge_only(args)
+    if args.merge_adapter or args.export_peft or args.import_peft:
+        return _convert(args)
     if not args.out:
         raise TinyLMError("--out DIR is required")
     if args.resume:
@@ -233,15 +239,27 @@ def _finish(args: argparse.Namespace, out: Path, chosen: Path, summary) -> int:
     return 0
 
 
-def _merge_only(args: argparse.Namespace) -> int:
-    from tinylm.finetune import merge_adapter
-
-    if not args.out:
-        raise TinyLMError("--merge-adapter writes to --out DIR")
-    base = args.base
-    if base is None:
-        raise TinyLMError("--merge-adapter needs the base checkpoint: tinylm finetune BASE --merge-adapter DIR --out DIR")
+def _convert(args: argparse.Namespace) -> int:
+    """--merge-adapter, --export-peft, --import-peft: one conversion of BASE + an adapter into --out."""
+    chosen = [flag for flag, v in (("--merge-adapter", args.merge_adapter), ("--export-peft", args.export_peft),
+                                   ("--import-peft", args.import_peft)) if v]
+    if len(chosen) > 1:
+        raise TinyLMError(f"give one of {', '.join(chosen)}")
+    if not args.out or not args.base:
+        raise TinyLMError(f"{chosen[0]} needs the base checkpoint and --out: tinylm finetune BASE {chosen[0]} DIR --out DIR")
     if Path(args.out).exists():
         raise TinyLMError(f"{args.out} already exists; choose another --out")
-    print(f"merged {merge_adapter(base, args.merge_adapter, args.out)}")
+    if args.merge_adapter:
+        from tinylm.finetune import merge_adapter
+
+        print(f"merged {merge_adapter(args.base, args.merge_adapter, args.out)}")
+    elif args.export_peft:
+        from tinylm.interop.peft import export_peft_lora
+
+        print(f"PEFT adapter {export_peft_lora(args.base, args.export_peft, args.out)} "
+              f"(for the model `tinylm export-hf {args.base}` writes)")
+    else:
+        from tinylm.interop.peft import import_peft_lora
+
+        print(f"tinylm adapter {import_peft_lora(args.import_peft, args.base, args.out)}")
     return 0
