@@ -133,3 +133,21 @@ def test_adapter_onto_a_different_base_is_refused(base, pairs, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert "different base model (n_embd: 32 there, 64 here)" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "merged").exists()
+
+
+def test_task_finetune_then_eval_task_and_translate(tiny_code2_model, tmp_path, capsys) -> None:
+    """--recipe of a task trains on the task's data; eval-task and code2 translate run on OUT/model."""
+    from tiny_code2 import tiny_code2_recipe
+
+    recipe = tiny_code2_recipe().replace(train={"max_steps": 4}, settings={"em_blocks": 2, "final_blocks": 2})
+    recipe_file = tmp_path / "tiny.json"
+    recipe_file.write_text(json.dumps(recipe.to_dict()))
+    out = tmp_path / "ft"
+    assert main(["finetune", str(tiny_code2_model), "--method", "lora", "--rank", "2", "--recipe", str(recipe_file),
+                 "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "model" / "config.json").read_text())["transforms"][0]["name"] == "lora"
+    capsys.readouterr()
+    assert main(["eval-task", str(out / "model"), "--limit", "3", "--latency-examples", "0", "--quiet",
+                 "--out", str(tmp_path / "eval")]) == 0
+    assert "exact" in capsys.readouterr().out.lower()
+    assert main(["code2", "translate", str(out / "model"), "Suma r1 y r2 y guarda el resultado en r3"]) == 0
