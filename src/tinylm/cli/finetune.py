@@ -6,6 +6,7 @@
     tinylm finetune runs/base/best --method full --freeze tok_emb,blocks.0 --data notes.txt --out runs/ft-full
     tinylm finetune --resume --out runs/ft-lora --max-steps 4000      # continue (data and model from the run)
     tinylm finetune runs/base/best --merge-adapter runs/ft-lora/adapter --out runs/merged
+    tinylm finetune ./t5-small --method lora --rank 16 --data pairs.jsonl --out runs/t5-lora   # a Hugging Face folder, via PEFT
     tinylm finetune runs/base/best --export-peft runs/ft-lora/adapter --out runs/peft   # for PEFT on export-hf's model
     tinylm finetune runs/base/best --import-peft runs/peft --out runs/ft-lora/adapter2
 
@@ -147,6 +148,34 @@ def _finetune(args: argparse.Namespace) -> int:
     return _fresh(args)
 
 
+def _fresh_hf(args: argparse.Namespace) -> int:
+    """BASE is a Hugging Face model folder: fine-tune it through PEFT (tinylm/finetune_hf.py)."""
+    import dataclasses
+
+    from tinylm.data import read_pairs
+    from tinylm.finetune_hf import HFTrain, finetune_hf
+
+    if args.task or args.recipe or not args.data:
+        raise TinyLMError("a Hugging Face model fine-tunes on pairs: --data TRAIN.jsonl [--val-data VAL.jsonl]")
+    if not all(str(p).endswith(".jsonl") for p in args.data):
+        raise TinyLMError("a Hugging Face model fine-tunes on pairs (.jsonl), not on text files")
+    known = {f.name for f in dataclasses.fields(HFTrain)}
+    given = _given(args)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise TinyLMError(f"not used for a Hugging Face model: {', '.join('--' + k.replace('_', '-') for k in unknown)}")
+    train = [p for path in args.data for p in read_pairs(path)]
+    val = read_pairs(args.val_data) if args.val_data else train[-max(1, len(train) // 20):]
+    if not args.val_data:
+        train = train[: len(train) - len(val)] or train
+    summary = finetune_hf(args.base, args.method, _method_settings(args), train, val, args.out, HFTrain(**given),
+                          merge=args.merge, quiet=args.quiet)
+    print(f"{summary['kind']} {args.method}: {summary['trainable_parameters']:,} of {summary['parameters']:,} parameters "
+          f"trained; {summary['steps']} steps ({summary['stop_reason']}), val loss {summary['val_loss_before']:.4f} -> "
+          f"{summary['val_loss']:.4f}; saved {summary['saved']}")
+    return 0
+
+
 def _fresh(args: argparse.Namespace) -> int:
     import torch
 
@@ -155,8 +184,12 @@ def _fresh(args: argparse.Namespace) -> int:
     from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
     from tinylm.training.run import ensure_new_run, prepare_run, train_config
 
+    from tinylm.finetune_hf import is_hf_folder
+
     out = Path(args.out)
     ensure_new_run(out, "pass --resume to continue it, or choose another --out", "model", "adapter")
+    if is_hf_folder(args.base):
+        return _fresh_hf(args)
     settings = _method_settings(args)
     method_transforms(args.method, **settings)  # settings checked before anything is loaded
     recipe = _recipe(args)

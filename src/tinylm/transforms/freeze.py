@@ -62,13 +62,14 @@ def name_matches(name: str, pattern: str) -> bool:
     return False
 
 
-def _parameter_matches(name: str, pattern: str) -> bool:
+def parameter_matches(name: str, pattern: str) -> bool:
+    """Whether the parameter `name` or a module holding it matches `pattern`."""
     parts = name.split(".")
     return any(name_matches(".".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
 
 
 def matching_parameters(model: nn.Module, pattern: str) -> list[str]:
-    return [name for name, _ in model.named_parameters() if _parameter_matches(name, pattern)]
+    return [name for name, _ in model.named_parameters() if parameter_matches(name, pattern)]
 
 
 def linear_names(model: nn.Module) -> list[str]:
