@@ -16,7 +16,7 @@ fine-tuning's exact match; every method measured. Beside it, the thesis's rows (
 GPU): Full FT final EM 0.83; LoRA close; prompt tuning failed (train loss 5.41).
 
 `--budget-s` is each run's training budget (the base's too); --quick shrinks the model and
-data and evaluates 30 blocks: it proves the pipeline, not the goals.
+data and evaluates 8 blocks with at most 48 new tokens a line: it proves the pipeline, not the goals.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ THESIS = {"full_ft_exact_match": 0.83, "lora": "close to full fine-tuning (more 
           "prompt_tuning": "failed (train loss 5.4074, val 0.8597)", "adapters": "dropped (incompatible with HF)",
           "source": "the UGR thesis, T5-Small on an RTX 2060"}
 GOAL = {"lora_max_trainable_share": 0.05, "lora_max_em_gap_to_full": 0.02}
-QUICK = {"settings": {"n": 2000, "em_blocks": 10, "final_blocks": 10, "em_every": 0},
-         "model": {"n_layer": 2, "n_embd": 64, "n_head": 2}}
+QUICK = {"settings": {"n": 1000, "em_blocks": 2, "final_blocks": 2, "em_every": 0},
+         "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 128}}
+QUICK_EVAL = {"limit": 8, "max_new_tokens": 48}  # an untrained model writes to the end of its context: cap it
 
 
 def _recipe_file(name: str, quick: bool, budget_s: float, folder: Path) -> Path:
@@ -55,24 +56,25 @@ def _recipe_file(name: str, quick: bool, budget_s: float, folder: Path) -> Path:
     return path
 
 
-def _evaluate(model_dir: Path, limit: int | None) -> dict[str, Any]:
+def _evaluate(model_dir: Path, quick: bool) -> dict[str, Any]:
     import tinylm
     from tinylm.evaluation import evaluate, get_task
     from tinylm.generation import GenerationConfig
 
     lm = tinylm.load(model_dir)
     task = get_task(model_extra=lm.model.config.extra)
-    config = GenerationConfig(temperature=0.0, max_new_tokens=lm.model.config.block_size)
-    summary = evaluate(lm, task, "test", config, limit=limit, latency_examples=0).summary
+    tokens = QUICK_EVAL["max_new_tokens"] if quick else lm.model.config.block_size
+    config = GenerationConfig(temperature=0.0, max_new_tokens=tokens)
+    summary = evaluate(lm, task, "test", config, limit=QUICK_EVAL["limit"] if quick else None, latency_examples=0).summary
     return {"examples": summary["examples"], "exact_match": round(summary["metrics"]["exact_match"], 4),
             "exec_equal": round(summary["scores"]["exec_equal"], 4)}
 
 
-def _row(out: Path, model_dir: Path, saved: Path, trainable: int, total: int, limit: int | None) -> dict[str, Any]:
+def _row(out: Path, model_dir: Path, saved: Path, trainable: int, total: int, quick: bool) -> dict[str, Any]:
     summary = json.loads((out / "summary.json").read_text())
     return {"trainable_parameters": trainable, "trainable_share": round(trainable / total, 4),
             "saved_bytes": saved.stat().st_size, "train_s": round(summary["train_s"], 1), "steps": summary["steps"],
-            "stop_reason": summary["stop_reason"], **_evaluate(model_dir, limit)}
+            "stop_reason": summary["stop_reason"], **_evaluate(model_dir, quick)}
 
 
 def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
@@ -82,7 +84,6 @@ def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
     from tinylm.training.recipe import read_recipe_file
 
     budget = float(budget_s if budget_s is not None else (15.0 if quick else 300.0))
-    limit = 30 if quick else None
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tinylm-bench-finetune-") as tmp:
         tmp_path = Path(tmp)
@@ -93,7 +94,7 @@ def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
         thesis = _recipe_file("code2-thesis", quick, budget, tmp_path)
         scratch = code2.train(read_recipe_file(thesis), tmp_path / "scratch", quiet=True)
         rows["scratch"] = _row(tmp_path / "scratch", Path(scratch.model_dir), Path(scratch.model_dir) / "model.safetensors",
-                               scratch.parameters, scratch.parameters, limit)
+                               scratch.parameters, scratch.parameters, quick)
         for method, spec in METHODS.items():
             out = tmp_path / method
             code = main(["finetune", str(base), *spec["flags"], "--recipe", str(thesis), "--out", str(out),
@@ -102,9 +103,9 @@ def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
                 raise TinyLMError(f"bench finetune: the {method} run failed")
             config = json.loads((out / "adapter" / "adapter_config.json").read_text())
             rows[method] = _row(out, out / "model", out / "adapter" / "adapter_model.safetensors",
-                                config["trainable_parameters"], base_run.parameters, limit)
+                                config["trainable_parameters"], base_run.parameters, quick)
         rows["base_without_finetuning"] = {"parameters": base_run.parameters, "train_s": round(base_run.train_s, 1),
-                                           **_evaluate(base, limit)}
+                                           **_evaluate(base, quick)}
     lora, full = rows["lora"], rows["full"]
     met = {"lora_max_trainable_share": lora["trainable_share"] <= GOAL["lora_max_trainable_share"],
            "lora_max_em_gap_to_full": full["exact_match"] - lora["exact_match"] <= GOAL["lora_max_em_gap_to_full"]}
