@@ -21,6 +21,8 @@ data and evaluates 8 blocks with at most 48 new tokens a line: it proves the pip
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -97,8 +99,9 @@ def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
                                scratch.parameters, scratch.parameters, quick)
         for method, spec in METHODS.items():
             out = tmp_path / method
-            code = main(["finetune", str(base), *spec["flags"], "--recipe", str(thesis), "--out", str(out),
-                         "--lr", str(spec["lr"]), "--min-lr", str(spec["lr"] / 10), "--quiet"])
+            with contextlib.redirect_stdout(io.StringIO()):  # --json prints one object: keep the run's lines out
+                code = main(["finetune", str(base), *spec["flags"], "--recipe", str(thesis), "--out", str(out),
+                             "--lr", str(spec["lr"]), "--min-lr", str(spec["lr"] / 10), "--quiet"])
             if code != 0:
                 raise TinyLMError(f"bench finetune: the {method} run failed")
             config = json.loads((out / "adapter" / "adapter_config.json").read_text())
