@@ -201,12 +201,12 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
     from tinylm.presets import model_config
     from tinylm.tokenizers import train_tokenizer
 
+    if model is not None and tokenizer is None:
+        raise TinyLMError("a model to fine-tune comes with its tokenizer")
     started = time.perf_counter() if started is None else started
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RECIPE_FILE, recipe.to_dict())
-    if model is not None and tokenizer is None:
-        raise TinyLMError("a model to fine-tune comes with its tokenizer")
     if tokenizer is None:
         tokenizer = train_tokenizer(recipe.tokenizer, _tokenizer_texts(data), recipe.vocab_size)
     if isinstance(data, TextFiles):
