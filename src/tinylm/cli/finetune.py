@@ -197,6 +197,14 @@ def _fresh(args: argparse.Namespace) -> int:
         raise TinyLMError("give the data: --task code2-thesis, --data FILE... or a task's --recipe")
     if recipe.task is not None and (args.data or args.val_data):
         raise TinyLMError(f"{recipe.name} trains on the {recipe.task} task's own data; drop --data")
+    if recipe.task is not None:
+        import inspect
+
+        from tinylm.tasks import get_plugin
+
+        task_train = get_plugin(recipe.task).train
+        if task_train is None or "model" not in inspect.signature(task_train).parameters:
+            raise TinyLMError(f"the {recipe.task} task cannot fine-tune a given model; use --data")
     base = Path(args.base)
     model = load_base(base)
     if not (base / TOKENIZER_FILENAME).is_file():
@@ -218,15 +226,11 @@ def _fresh(args: argparse.Namespace) -> int:
     if recipe.task is not None:
         from tinylm.tasks import get_plugin
 
-        if recipe.task != "code2":
-            raise TinyLMError(f"fine-tuning on the {recipe.task} task is not supported; use --data")
-        from tinylm.tasks.code2.train import MODEL_DIR, train
-
+        plugin = get_plugin(recipe.task)
         threads = given.pop("num_threads", 0)
-        get_plugin(recipe.task)  # the task is installed
-        summary = train(recipe.replace(train=given), out, threads=threads, quiet=args.quiet, model=model,
-                        tokenizer=tokenizer)
-        chosen = out / MODEL_DIR
+        summary = plugin.train(recipe.replace(train=given), out, threads=threads, quiet=args.quiet, model=model,
+                               tokenizer=tokenizer)
+        chosen = Path(summary.model_dir)
     else:
         if copy is not None:
             copy()
