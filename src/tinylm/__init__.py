@@ -8,8 +8,9 @@
 __version__ = "0.1.0"
 
 
-def load(path, device: str = "cpu"):
-    """Load a checkpoint folder; see tinylm.api.load. Imported lazily to keep `import tinylm` light."""
+def load(path, device: str = "cpu", adapter=None):
+    """Load a checkpoint folder (and optionally a fine-tuning adapter folder trained on it); see
+    tinylm.api.load. Imported lazily to keep `import tinylm` light."""
     from tinylm.api import load as _load
 
-    return _load(path, device)
+    return _load(path, device, adapter=adapter)

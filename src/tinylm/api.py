@@ -15,6 +15,7 @@ tinylm/data/prompt_format.py), so a CODE-2 line model answers a sentence here ex
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
 from tinylm.model import GPT
 from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, load_tokenizer
-from tinylm.transforms import is_quantized, prepare_for_inference
+from tinylm.transforms import is_quantized, prepare_for_inference, virtual_prefix
 
 
 @dataclass
@@ -41,7 +42,8 @@ class LanguageModel:
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.model, self.tokenizer)
-        self.prompt_format: PromptFormat = prompt_format_of(self.model.config.extra)
+        self.prompt_format: PromptFormat = dataclasses.replace(
+            prompt_format_of(self.model.config.extra), prefix=tuple(virtual_prefix(self.model)))
 
     def generate(
         self, prompt: str | list[str], logits_processor: LogitsProcessor | None = None, **settings: Any
@@ -129,12 +131,18 @@ def generation_config(**settings: Any) -> GenerationConfig:
         raise TinyLMError(f"generation settings: {e}") from None
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> LanguageModel:
+def load(path: str | os.PathLike, device: str = "cpu", adapter: str | os.PathLike | None = None) -> LanguageModel:
     """Load a checkpoint folder (config.json + model.safetensors + tokenizer.json), prepared for
     inference (tinylm.transforms.prepare_for_inference: decoding layouts; `lm.model` cannot be
-    trained until that transform is undone)."""
+    trained until that transform is undone). `adapter`: a fine-tuning adapter folder
+    (tinylm.finetune) trained on this checkpoint, applied to it (unmerged)."""
     path = Path(path)
-    model = prepare_for_inference(load_model(path, device=device))
+    model = load_model(path, device=device)
+    if adapter is not None:
+        from tinylm.finetune import attach_adapter
+
+        model = attach_adapter(model, adapter).eval()
+    model = prepare_for_inference(model)
     if not (path / TOKENIZER_FILENAME).is_file():
         raise TinyLMError(f"checkpoint {path} has no {TOKENIZER_FILENAME}")
     return LanguageModel(model, load_tokenizer(path / TOKENIZER_FILENAME), path)

@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "quant": "tinylm.bench.quant",
     "code2-compress": "tinylm.bench.code2_compress",
     "prune": "tinylm.bench.prune",
+    "finetune": "tinylm.bench.finetune",
 }
 
 

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
     p.add_argument("--model", metavar="CKPT", default=None,
                    help="a trained checkpoint (benchmarks that take one: quant, prune, code2-compress)")
+    p.add_argument("--budget-s", type=float, default=None, metavar="S",
+                   help="each training run's time budget (benchmarks that take one: finetune)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.set_defaults(func=run)
 
@@ -34,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     benchmark = bench.get(args.name)
     if args.model is not None and "model" not in inspect.signature(benchmark).parameters:
         raise TinyLMError(f"benchmark {args.name} does not take --model")
-    figures = benchmark(quick=args.quick, **({"model": args.model} if args.model is not None else {}))
+    if args.budget_s is not None and "budget_s" not in inspect.signature(benchmark).parameters:
+        raise TinyLMError(f"benchmark {args.name} does not take --budget-s")
+    options = {k: v for k, v in (("model", args.model), ("budget_s", args.budget_s)) if v is not None}
+    figures = benchmark(quick=args.quick, **options)
     result = {"benchmark": args.name, "quick": args.quick, **figures, "machine": bench.machine(),
               "wall_s": round(time.time() - started, 1)}
     if args.json:

@@ -19,6 +19,7 @@ from tinylm.errors import TinyLMError
 COMMAND_MODULES = [
     "tinylm.cli.train",
     "tinylm.cli.tune",
+    "tinylm.cli.finetune",
     "tinylm.cli.generate",
     "tinylm.cli.chat",
     "tinylm.cli.serve",

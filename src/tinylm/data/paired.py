@@ -75,7 +75,8 @@ def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
 
 
 class PairedDataset:
-    def __init__(self, pairs: Sequence[dict], tokenizer: Tokenizer, max_len: int):
+    def __init__(self, pairs: Sequence[dict], tokenizer: Tokenizer, max_len: int, prefix: Sequence[int] = ()):
+        """`prefix`: ids put before every example's prompt (a prompt-tuned model's virtual tokens)."""
         if not pairs:
             raise TinyLMError("no paired examples")
         self.tokenizer = tokenizer
@@ -83,7 +84,7 @@ class PairedDataset:
         self.examples: list[tuple[list[int], int]] = []  # (token ids, prompt length)
         self.dropped: list[int] = []  # indices into `pairs` of examples longer than max_len
         for i, pair in enumerate(pairs):
-            prompt = encode_prompt(tokenizer, pair["input"])
+            prompt = [*prefix, *encode_prompt(tokenizer, pair["input"])]
             ids = prompt + tokenizer.encode(pair["output"], add_eos=True)
             if len(ids) - 1 > max_len:
                 self.dropped.append(i)

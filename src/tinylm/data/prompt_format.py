@@ -31,6 +31,8 @@ FORMATS = ("plain", "paired")
 @dataclass(frozen=True)
 class PromptFormat:
     name: str
+    # Ids put before every prompt: a prompt-tuned model's virtual tokens (transforms/prompt.py).
+    prefix: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in FORMATS:
@@ -39,9 +41,9 @@ class PromptFormat:
     def encode(self, tokenizer: Tokenizer, text: str) -> list[int]:
         """The token ids the model sees before it starts writing."""
         if self.name == "paired":
-            return encode_prompt(tokenizer, text)
+            return [*self.prefix, *encode_prompt(tokenizer, text)]
         # An empty prompt still needs one token to condition on: bos.
-        return tokenizer.encode(text) or [tokenizer.bos_id]
+        return [*self.prefix, *(tokenizer.encode(text) or [tokenizer.bos_id])]
 
 
 def prompt_format_of(model_extra: Mapping[str, Any] | None) -> PromptFormat:

@@ -34,9 +34,11 @@ def check_prompts(model: GPT, prompts: Sequence[Sequence[int]]) -> list[list[int
             raise TinyLMError(f"prompt {i} is empty; start it with at least one token (e.g. bos)")
         if len(ids) > cfg.block_size:
             raise TinyLMError(f"prompt {i} has {len(ids)} tokens, more than the model's context of {cfg.block_size}")
-        if min(ids) < 0 or max(ids) >= cfg.vocab_size:
-            bad = next(t for t in ids if not 0 <= t < cfg.vocab_size)
-            raise TinyLMError(f"prompt {i} holds {bad}, not a token id in [0, {cfg.vocab_size})")
+        # A prompt-tuned model's embedding also reads its virtual tokens' ids (transforms/prompt.py).
+        limit = getattr(getattr(model, "tok_emb", None), "num_embeddings", cfg.vocab_size)
+        if min(ids) < 0 or max(ids) >= limit:
+            bad = next(t for t in ids if not 0 <= t < limit)
+            raise TinyLMError(f"prompt {i} holds {bad}, not a token id in [0, {limit})")
         out.append(ids)
     return out
 

@@ -148,7 +148,7 @@ class TokenHistory:
             seen = torch.zeros(n, vocab_size, dtype=torch.bool, device=device)
             if config.repetition_penalty != 1.0:
                 for i, p in enumerate(prompts):
-                    seen[i, list(p)] = True
+                    seen[i, [t for t in p if t < vocab_size]] = True  # not a prompt-tuned model's virtual tokens
             self.seen = torch.cat([self.seen, seen])
         self.rows += n
 

@@ -179,20 +179,24 @@ def _text_datasets(folder: Path, block_size: int):
     return TextDataset(folder / "train.bin", block_size), TextDataset(folder / "val.bin", block_size)
 
 
-def datasets(data: Corpus | Pairs, tokenizer, block_size: int):
-    """(train, val) datasets: windows of a tokenized corpus, or encoded pairs (val None without pairs)."""
+def datasets(data: Corpus | Pairs, tokenizer, block_size: int, prefix: Sequence[int] = ()):
+    """(train, val) datasets: windows of a tokenized corpus, or encoded pairs (val None without
+    pairs); `prefix`: a prompt-tuned model's virtual tokens, put before every prompt."""
     if isinstance(data, Corpus):
+        if prefix:
+            raise TinyLMError("prompt tuning trains on paired data (prompt -> completion), not on a text corpus")
         return _text_datasets(data.folder, block_size)
     from tinylm.data import PairedDataset
 
-    val = PairedDataset(data.val, tokenizer, block_size) if data.val else None
-    return PairedDataset(data.train, tokenizer, block_size), val
+    val = PairedDataset(data.val, tokenizer, block_size, prefix) if data.val else None
+    return PairedDataset(data.train, tokenizer, block_size, prefix), val
 
 
 def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=None,
-                task_extra: dict[str, Any] | None = None, started: float | None = None) -> Run:
+                task_extra: dict[str, Any] | None = None, started: float | None = None, model=None) -> Run:
     """Tokenizer, data, model and seed for a new run of `recipe` (see the module docstring);
-    `started` is when the run began, if its data took time to make before this."""
+    `started` is when the run began, if its data took time to make before this. `model` (with
+    `tokenizer`): fine-tune this model instead of building one (its config and transforms stay)."""
     import torch
 
     from tinylm.model import GPT
@@ -201,6 +205,8 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
 
     from tinylm.training import distributed
 
+    if model is not None and tokenizer is None:
+        raise TinyLMError("a model to fine-tune comes with its tokenizer")
     started = time.perf_counter() if started is None else started
     out = Path(cfg.out_dir)
     if distributed.is_main():  # under torchrun, rank 0 alone writes the run folder
@@ -213,6 +219,15 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
 
         prepare_corpus(data.paths, tokenizer, data.folder, data.split)
         data = Corpus(data.folder)
+    if model is not None:
+        from tinylm.transforms import virtual_prefix
+
+        # The fine-tuned model is prompted the way its new data frames prompts, with the task's notes.
+        fmt = "paired" if isinstance(data, Pairs) else "plain"
+        model.config = dataclasses.replace(
+            model.config, extra={**model.config.extra, "prompt_format": fmt, **(task_extra or {})})
+        train_data, val_data = datasets(data, tokenizer, model.config.block_size, virtual_prefix(model))
+        return Run(recipe, cfg, tokenizer, model, train_data, val_data, started)
     prompt_format = "paired" if isinstance(data, Pairs) else "plain"
     model_cfg = model_config(recipe.preset, **{**recipe.model, "vocab_size": tokenizer.vocab_size,
                                                "extra": model_extra(recipe, prompt_format, task_extra)})
@@ -224,10 +239,10 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
 def resume_run(out_dir: str | Path, **given: Any) -> Run:
     """A run rebuilt from its folder (last/, data/, train_config.json, recipe.json), with the
     training settings in `given` applied on top; `run.trainer().fit(resume=True)` continues it."""
-    from tinylm.checkpoint import load_config, recover_interrupted_save
+    from tinylm.checkpoint import load_model, recover_interrupted_save
     from tinylm.data import read_pairs
-    from tinylm.model import GPT
     from tinylm.tokenizers import load_tokenizer
+    from tinylm.transforms import virtual_prefix
     from tinylm.training.recipe import read_recipe_file
 
     started = time.perf_counter()
@@ -240,7 +255,9 @@ def resume_run(out_dir: str | Path, **given: Any) -> Run:
     recipe = read_recipe_file(recipe_file) if recipe_file.is_file() else Recipe(name=out.name)
     if recipe.task is not None:
         raise TinyLMError(f"{out} is a {recipe.task} run; a task run cannot be resumed, start a new one")
-    model_cfg = load_config(last)
+    # The model with its recorded transforms applied again (a fine-tuning run's LoRA layers,
+    # adapters, frozen parameters), so the weights and optimizer state of last/ fit it.
+    model = load_model(last).train()
     tokenizer = load_tokenizer(last)
     cfg = TrainConfig.from_dict({**read_json(out / "train_config.json"), **given, "out_dir": str(out)})
     folder = out / DATA_FOLDER
@@ -249,6 +266,6 @@ def resume_run(out_dir: str | Path, **given: Any) -> Run:
     else:
         val_file = folder / "val.jsonl"
         data = Pairs(read_pairs(folder / "train.jsonl"), read_pairs(val_file) if val_file.is_file() else None)
-    train_data, val_data = datasets(data, tokenizer, model_cfg.block_size)
-    # The weights come from last/ when the Trainer resumes; these are only their container.
-    return Run(recipe, cfg, tokenizer, GPT(model_cfg), train_data, val_data, started)
+    train_data, val_data = datasets(data, tokenizer, model.config.block_size, virtual_prefix(model))
+    # The Trainer restores last/ again when it resumes (weights, optimizer, RNGs, progress).
+    return Run(recipe, cfg, tokenizer, model, train_data, val_data, started)

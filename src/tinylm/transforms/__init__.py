@@ -8,6 +8,7 @@ that recorded them can apply them again at load.
         ...
     quantize(model, "int4", group_size=32)   # int8 / int4 / dynamic-int8 weights, saved with the checkpoint
     prune(model, "magnitude", amount=0.3)    # masked zeros (merge_all bakes them); "structured": a smaller GPT
+    LoRA(rank=8, alpha=16).apply(model)      # fine-tuning methods: LoRA, Adapters, PromptTuning, Freeze
 """
 
 from tinylm.transforms.base import (
@@ -20,12 +21,24 @@ from tinylm.transforms.base import (
     replace_modules,
     transform_from_config,
 )
+from tinylm.transforms.adapters import Adapters
+from tinylm.transforms.freeze import Freeze, name_matches
 from tinylm.transforms.inference import PrepareForInference, prepare_for_inference, prepared_for_inference
 from tinylm.transforms.prune import MagnitudePrune, prune
+from tinylm.transforms.lora import LoRA, merge_lora, unmerge_lora
+from tinylm.transforms.prompt import PromptTuning, virtual_prefix
 from tinylm.transforms.quantize import METHODS as QUANTIZATION_METHODS
 from tinylm.transforms.quantize import is_quantized, quantize
 
 __all__ = [
+    "Adapters",
+    "Freeze",
+    "LoRA",
+    "PromptTuning",
+    "merge_lora",
+    "name_matches",
+    "unmerge_lora",
+    "virtual_prefix",
     "TRANSFORMS",
     "PrepareForInference",
     "QUANTIZATION_METHODS",

@@ -117,7 +117,8 @@ class PreparedSwiGLU(nn.Module):
     def __init__(self, ffn: SwiGLU) -> None:
         super().__init__()
         self.gate, self.up = ffn.gate, ffn.up
-        self.down = PreparedLinear(ffn.down.weight, ffn.down.bias)
+        # A down layer another transform replaced (LoRA, an adapter) keeps its own forward.
+        self.down = PreparedLinear(ffn.down.weight, ffn.down.bias) if type(ffn.down) is nn.Linear else ffn.down
         self.refresh()
         self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh())
 

@@ -13,10 +13,11 @@ from tinylm.tasks.code2.recipes import RECIPES, Code2Settings
 from tinylm.tasks.registry import NamedGrammar, TaskPlugin
 
 
-def _train(recipe: Any, out_dir: Any, **options: Any) -> Any:
+def _train(recipe: Any, out_dir: Any, *, model: Any = None, tokenizer: Any = None, **options: Any) -> Any:
+    """`model` and `tokenizer`: fine-tune this model (tinylm finetune) instead of building one."""
     from tinylm.tasks.code2.train import train
 
-    return train(recipe, out_dir, **options)
+    return train(recipe, out_dir, model=model, tokenizer=tokenizer, **options)
 
 
 def _evaluation(model_extra: dict[str, Any], data: str | None, preset: str | None) -> Any:

@@ -164,9 +164,12 @@ def train(
     quiet: bool = False,
     say: Callable[[str], None] = print,
     callbacks: Sequence[Callback] = (),
+    model=None,
+    tokenizer=None,
 ) -> RunSummary:
     """Train `recipe` into out_dir (which must not hold a run yet); see the module docstring.
-    `callbacks` run after the task's own (e.g. a tuner's pruning check)."""
+    `callbacks` run after the task's own (e.g. a tuner's pruning check); `model` and `tokenizer`:
+    fine-tune this model (tinylm finetune) instead of building one."""
     import torch
 
     if recipe.task != "code2":
@@ -186,11 +189,12 @@ def train(
     n_val = cfg.eval_batches * cfg.batch_size  # the Trainer's val loss reads only these
     extra = {"task": "code2", "code2": {"data_preset": s.data_preset, "data_style": s.data_style, "unit": s.unit,
                                         "n": s.n, "seed": s.seed, "hex_hints": s.hex_hints, "recipe": recipe.name}}
-    run = prepare_run(recipe, cfg, Pairs(train_pairs, val_pairs[:n_val]), task_extra=extra, started=start)
+    run = prepare_run(recipe, cfg, Pairs(train_pairs, val_pairs[:n_val]), task_extra=extra, started=start,
+                      model=model, tokenizer=tokenizer)
     budget = cfg.time_budget_s
     if not quiet:
         say(f"code2 {s.data_preset} ({s.data_style}): {len(train_blocks)} training blocks -> {len(run.train_data)} {s.unit} pairs; "
-            f"{recipe.tokenizer} tokenizer ({run.tokenizer.vocab_size} tokens); model {recipe.preset}, "
+            f"{run.tokenizer.kind} tokenizer ({run.tokenizer.vocab_size} tokens); model {recipe.preset if model is None else 'given'}, "
             f"{run.model.num_params():,} parameters; " + (f"budget {budget:.0f}s" if budget else f"{cfg.max_steps} steps"))
 
     best = BestByExactMatch(task, val_blocks[: s.em_blocks], run.tokenizer, s.em_every, out, say=None if quiet else say)
