@@ -85,6 +85,7 @@ def gguf_problems(cfg: ModelConfig) -> list[str]:
     problems = [f"{name}={value} (not {getattr(cfg, name)!r})" for name, value in need.items() if getattr(cfg, name) != value]
     if cfg.bias:
         problems.append("bias=False")
+    problems += [f"no {ext}" for ext in cfg.extensions() if not ext.startswith("norm_placement")]  # hybrid: above
     return problems
 
 

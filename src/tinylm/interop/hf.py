@@ -98,6 +98,7 @@ def _problems(cfg: ModelConfig, arch: str) -> list[str]:
         f"{name}={'/'.join(allowed)} (not {getattr(cfg, name)!r})"
         for name, allowed in need.items() if getattr(cfg, name) not in allowed
     ]
+    problems += [f"no {ext}" for ext in cfg.extensions() if not ext.startswith("norm_placement")]  # hybrid: above
     if arch == GPT2 and not cfg.bias:
         problems.append("bias=True")
     if arch == GPT2 and cfg.kv_heads != cfg.n_head:

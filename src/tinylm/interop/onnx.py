@@ -312,6 +312,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, int8: 
     checkpoint, out = Path(checkpoint), Path(out)
     model = load_model(checkpoint)  # validates the checkpoint: shapes, names, readable weights
     model = merge_all(model)  # the format has plain layers only: fold transforms in, or refuse in one line
+    if model.config.extensions():  # the decoder graph below is built from the plain layers only
+        raise TinyLMError(f"cannot export this model to ONNX: the graph has no {', '.join(model.config.extensions())}")
     state = {k: v.detach().float() for k, v in model.state_dict().items()}
     tokenizer_file = checkpoint / TOKENIZER_FILENAME
     # Replacing OUT is fine when it is an earlier export; anything else (a checkpoint, a typo'd
