@@ -28,7 +28,7 @@ from tinylm.checkpoint import load_model
 from tinylm.data.prompt_format import PromptFormat, prompt_format_of
 from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
-from tinylm.model import GPT
+from tinylm.model import GPT, build_model
 from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, load_tokenizer
 from tinylm.transforms import is_quantized, prepare_for_inference
 
@@ -106,7 +106,7 @@ class LanguageModel:
             from tinylm.checkpoint import model_state
 
             with torch.device("meta"):
-                counted = GPT(cfg)
+                counted = build_model(cfg)
             weight_bytes = sum(t.numel() * t.element_size() for t in model_state(self.model).values())
         return {
             "path": str(self.path) if self.path else None,

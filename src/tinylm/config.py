@@ -20,6 +20,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "ffn": ("relu", "gelu", "swiglu", "mlp3"),
     "attention": ("sdpa", "explicit"),
     "fan_input": ("none", "fan", "cola_fan"),
+    "arch": ("transformer", "lstm"),
 }
 COLA_TARGETS = ("attn", "ffn")
 
@@ -50,6 +51,10 @@ class ModelConfig:
     cola_rank: int | None = None  # rank r of CoLA layers (and of CoLA_FAN); None = n_embd // 4
     fan_input: str = "none"  # FANformer: periodic features of the attention input before q, k, v
     fan_p: float = 0.15  # share of the FAN output given to each of cos and sin
+    # "lstm": the recurrent baseline (model/lstm.py), n_layer LSTM layers of width n_embd;
+    # it reads vocab_size, block_size (training length and generation limit), n_layer,
+    # n_embd, dropout and tie_weights, and no attention or FFN option.
+    arch: str = "transformer"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -83,6 +88,8 @@ class ModelConfig:
         out = [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
         if self.norm_placement == "hybrid":
             out.append("norm_placement='hybrid'")
+        if self.arch != "transformer":
+            out.append(f"arch={self.arch!r}")
         return out
 
     def validate(self) -> None:
@@ -105,6 +112,8 @@ class ModelConfig:
         self._validate_extensions()
 
     def _validate_extensions(self) -> None:
+        if self.arch == "lstm" and (self.extensions() != ["arch='lstm'"] or self.norm_placement != "pre"):
+            raise TinyLMError("config: arch='lstm' has no attention or FFN to apply qk_norm, norm_placement, CoLA or FAN to")
         if not isinstance(self.qk_norm, bool):
             raise TinyLMError(f"config: qk_norm must be true or false, got {self.qk_norm!r}")
         if self.qk_norm and self.norm_placement == "hybrid":

@@ -95,6 +95,11 @@ class GPT(nn.Module):
             if name.endswith(("attn.proj.weight", "ffn.down.weight", "attn.proj.B.weight", "ffn.down.B.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
+    def new_cache(self, batch_size: int, max_len: int, **kwargs) -> KVCache:
+        """An empty cache for `batch_size` rows of up to `max_len` tokens (the generation
+        engine asks the model, so a model with another kind of state brings its own)."""
+        return KVCache(self.config, batch_size, max_len, **kwargs)
+
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):

@@ -193,7 +193,7 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
     `started` is when the run began, if its data took time to make before this."""
     import torch
 
-    from tinylm.model import GPT
+    from tinylm.model import build_model
     from tinylm.presets import model_config
     from tinylm.tokenizers import train_tokenizer
 
@@ -213,7 +213,7 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
                                                "extra": model_extra(recipe, prompt_format, task_extra)})
     train_data, val_data = datasets(data, tokenizer, model_cfg.block_size)
     torch.manual_seed(cfg.seed)  # the initial weights: the recipe's seed alone decides them
-    return Run(recipe, cfg, tokenizer, GPT(model_cfg), train_data, val_data, started)
+    return Run(recipe, cfg, tokenizer, build_model(model_cfg), train_data, val_data, started)
 
 
 def resume_run(out_dir: str | Path, **given: Any) -> Run:
@@ -221,7 +221,7 @@ def resume_run(out_dir: str | Path, **given: Any) -> Run:
     training settings in `given` applied on top; `run.trainer().fit(resume=True)` continues it."""
     from tinylm.checkpoint import load_config, recover_interrupted_save
     from tinylm.data import read_pairs
-    from tinylm.model import GPT
+    from tinylm.model import build_model
     from tinylm.tokenizers import load_tokenizer
     from tinylm.training.recipe import read_recipe_file
 
@@ -246,4 +246,4 @@ def resume_run(out_dir: str | Path, **given: Any) -> Run:
         data = Pairs(read_pairs(folder / "train.jsonl"), read_pairs(val_file) if val_file.is_file() else None)
     train_data, val_data = datasets(data, tokenizer, model_cfg.block_size)
     # The weights come from last/ when the Trainer resumes; these are only their container.
-    return Run(recipe, cfg, tokenizer, GPT(model_cfg), train_data, val_data, started)
+    return Run(recipe, cfg, tokenizer, build_model(model_cfg), train_data, val_data, started)
