@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
     p.add_argument("--model", metavar="CKPT", default=None, help="a trained checkpoint (benchmarks that take one: quant)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--budget-s", type=float, default=None, metavar="S", help="seconds per variant (ablation)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation)")
+    p.add_argument("--png", default=None, metavar="FILE", help="write the loss-vs-time curves here (ablation)")
     p.set_defaults(func=run)
 
 
@@ -31,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     started = time.time()
     benchmark = bench.get(args.name)
-    if args.model is not None and "model" not in inspect.signature(benchmark).parameters:
-        raise TinyLMError(f"benchmark {args.name} does not take --model")
-    figures = benchmark(quick=args.quick, **({"model": args.model} if args.model is not None else {}))
+    # Options only some benchmarks take: passed when given, refused where not taken.
+    given = {k: getattr(args, k) for k in ("model", "budget_s", "variants", "png") if getattr(args, k) is not None}
+    for key in given:
+        if key not in inspect.signature(benchmark).parameters:
+            raise TinyLMError(f"benchmark {args.name} does not take --{key.replace('_', '-')}")
+    figures = benchmark(quick=args.quick, **given)
     result = {"benchmark": args.name, "quick": args.quick, **figures, "machine": bench.machine(),
               "wall_s": round(time.time() - started, 1)}
     if args.json:

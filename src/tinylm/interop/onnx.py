@@ -340,8 +340,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, int8: 
 class OnnxModel:
     """An ONNX Runtime session presented as a tinylm model, for the generation engine.
 
-    What the engine uses of a model: `config`, `model(idx, cache=..., last_only=...)` returning
-    (logits, None) and filling the KVCache, `eval()`/`train(False)`/`training`, and
+    What the engine uses of a model: `config`, `new_cache(...)` (a KVCache, as the GPT's),
+    `model(idx, cache=..., last_only=...)` returning (logits, None) and filling the KVCache, `eval()`/`train(False)`/`training`, and
     `parameters()`, from whose first tensor the engine reads the device and dtype of the cache
     (here: a float32 CPU tensor of no elements). Inference only: `train(True)` is an error.
     """
@@ -369,6 +369,11 @@ class OnnxModel:
 
     def parameters(self) -> Iterator[torch.Tensor]:
         yield self._anchor
+
+    def new_cache(self, batch_size: int, max_len: int, **kwargs: Any) -> KVCache:
+        from tinylm.model import KVCache
+
+        return KVCache(self.config, batch_size, max_len, **kwargs)
 
     def eval(self) -> OnnxModel:
         return self
