@@ -89,6 +89,8 @@ def _first_line(e: Exception) -> str:
 
 def _problems(cfg: ModelConfig, arch: str) -> list[str]:
     """What `cfg` would have to change to fit `arch`; empty when it fits exactly."""
+    if cfg.arch != "transformer":
+        return [f"a transformer (not arch={cfg.arch!r})"]
     if arch == GPT2:
         need = {"position": ("learned", "sinusoidal"), "norm": ("layernorm",), "ffn": ("gelu", "relu")}
     else:
