@@ -178,3 +178,16 @@ def test_exporters_refuse_what_their_formats_cannot_express(tmp_path, name):
         with pytest.raises(TinyLMError, match=option) as e:
             export(ckpt, tmp_path / out)
         assert "\n" not in str(e.value) and not (tmp_path / out).exists()
+
+
+def test_a_checkpoint_saved_before_these_options_loads_as_the_plain_model():
+    from pathlib import Path
+
+    from tinylm.checkpoint import load_model
+    from tinylm.model.attention import CausalSelfAttention
+
+    legacy = Path(__file__).parents[1] / "legacy_checkpoints" / "code2-line-model"
+    model = load_model(legacy)  # strict: every stored weight has a place, and no new one is missing
+    assert model.config.extensions() == []
+    attn = next(m for m in model.modules() if isinstance(m, CausalSelfAttention))
+    assert attn.fan is None and attn.q_norm is None and type(attn.qkv) is torch.nn.Linear
