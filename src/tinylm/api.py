@@ -77,7 +77,11 @@ class LanguageModel:
         only its last `stride` tokens are scored, so every token is predicted from at least
         that much context (stride = context means disjoint windows, the fastest estimate).
         """
-        ids = self.tokenizer.encode(text)
+        return self.perplexity_of_ids(self.tokenizer.encode(text), stride)
+
+    @torch.inference_mode()
+    def perplexity_of_ids(self, ids: list[int], stride: int | None = None) -> dict[str, float]:
+        """`perplexity` of token ids already encoded (e.g. a prepared split's test.bin)."""
         if len(ids) < 2:
             raise TinyLMError("text too short to measure perplexity (needs at least 2 tokens)")
         context = self.model.config.block_size

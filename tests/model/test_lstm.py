@@ -141,3 +141,32 @@ def test_bad_lstm_configs_are_one_line(bad):
     with pytest.raises(TinyLMError) as e:
         ModelConfig(**{**CFG, **bad})
     assert "\n" not in str(e.value)
+
+
+def test_eval_scores_a_prepared_test_split_per_token(tmp_path, capsys):
+    """`tinylm eval CKPT RUN/data/test.bin`: the split's own tokens, scored as its text would be."""
+    import json
+
+    from tinylm.cli import main as cli
+    import numpy as np
+
+    from tinylm.data import prepare_corpus
+
+    text = "".join(f"line {i}: to be or not to be, that is the question\n" for i in range(40))
+    (tmp_path / "corpus.txt").write_text(text)
+    tok = train_tokenizer("char", [text])
+    prepare_corpus([tmp_path / "corpus.txt"], tok, tmp_path / "data", split=(0.8, 0.1, 0.1))
+    ckpt = save_checkpoint(tmp_path / "lstm", build(seed=4, scale=0.3, vocab_size=tok.vocab_size), tok)
+    assert cli.main(["eval", str(ckpt), str(tmp_path / "data" / "test.bin"), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    meta = json.loads((tmp_path / "data" / "meta.json").read_text())
+    ids = np.fromfile(tmp_path / "data" / "test.bin", dtype=meta["dtype"]).tolist()
+    lm = tinylm.load(ckpt)
+    # Reference: the loss written out, disjoint windows of the context, every target once.
+    total = 0.0
+    for start in range(0, len(ids) - 1, 32):
+        window = torch.tensor(ids[start : start + 33])[None]
+        logits, _ = lm.model(window[:, :-1])
+        total += torch.nn.functional.cross_entropy(logits[0], window[0, 1:], reduction="sum").item()
+    assert figures["tokens"] == len(ids) - 1
+    assert figures["loss"] == pytest.approx(total / (len(ids) - 1), rel=1e-6)
