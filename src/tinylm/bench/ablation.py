@@ -113,7 +113,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
     for ax, (task, rows) in zip(axes[0], results.items()):
         for v, r in rows.items():
-            ax.plot([c["train_s"] for c in r["curve"]], [c["val_loss"] for c in r["curve"]], label=v,
+            ax.plot([c["train_s"] for c in r["curve"]], [c["val_loss"] for c in r["curve"]], label=v, marker="o", markersize=3,
                     linewidth=2.2 if v == "baseline" else 1.2, color="black" if v == "baseline" else None)
         ax.set_title(task)
         ax.set_xlabel("training seconds")
