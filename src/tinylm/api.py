@@ -29,7 +29,7 @@ from tinylm.checkpoint import load_model
 from tinylm.data.prompt_format import PromptFormat, prompt_format_of
 from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig, GenerationResult, LogitsProcessor
-from tinylm.model import GPT
+from tinylm.model import GPT, build_model
 from tinylm.tokenizers import TOKENIZER_FILENAME, Tokenizer, load_tokenizer
 from tinylm.transforms import is_quantized, prepare_for_inference, virtual_prefix
 
@@ -79,7 +79,11 @@ class LanguageModel:
         only its last `stride` tokens are scored, so every token is predicted from at least
         that much context (stride = context means disjoint windows, the fastest estimate).
         """
-        ids = self.tokenizer.encode(text)
+        return self.perplexity_of_ids(self.tokenizer.encode(text), stride)
+
+    @torch.inference_mode()
+    def perplexity_of_ids(self, ids: list[int], stride: int | None = None) -> dict[str, float]:
+        """`perplexity` of token ids already encoded (e.g. a prepared split's test.bin)."""
         if len(ids) < 2:
             raise TinyLMError("text too short to measure perplexity (needs at least 2 tokens)")
         context = self.model.config.block_size
@@ -108,7 +112,7 @@ class LanguageModel:
             from tinylm.checkpoint import model_state
 
             with torch.device("meta"):
-                counted = GPT(cfg)
+                counted = build_model(cfg)
             weight_bytes = sum(t.numel() * t.element_size() for t in model_state(self.model).values())
         return {
             "path": str(self.path) if self.path else None,

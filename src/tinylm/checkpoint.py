@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from tinylm.config import ModelConfig
 from tinylm.errors import TinyLMError
 from tinylm.atomic_files import atomic_folder, read_json, recover_interrupted_swap, write_json
-from tinylm.model import GPT
+from tinylm.model import GPT, build_model
 from tinylm.transforms import apply_recorded, persistent_transforms
 
 CONFIG_FILE = "config.json"
@@ -97,7 +97,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> G
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyLMError(f"checkpoint {path}: cannot read {WEIGHTS_FILE}: {e}") from None
-    model = GPT(cfg)
+    model = build_model(cfg)
     try:
         apply_recorded(model, transforms)
     except TinyLMError as e:

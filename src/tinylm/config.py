@@ -16,10 +16,13 @@ from tinylm.errors import TinyLMError
 CHOICES: dict[str, tuple[str, ...]] = {
     "position": ("learned", "sinusoidal", "rope"),
     "norm": ("layernorm", "rmsnorm"),
-    "norm_placement": ("pre", "post"),
+    "norm_placement": ("pre", "post", "hybrid"),
     "ffn": ("relu", "gelu", "swiglu", "mlp3"),
     "attention": ("sdpa", "explicit"),
+    "fan_input": ("none", "fan", "cola_fan"),
+    "arch": ("transformer", "lstm"),
 }
+COLA_TARGETS = ("attn", "ffn")
 
 
 @dataclass
@@ -46,6 +49,16 @@ class ModelConfig:
     bias: bool = True
     tie_weights: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (e.g. the preset name)
+    # --- efficient-architecture options (docs/architectures.md); the defaults build the plain model ---
+    qk_norm: bool = False  # normalize each head's query and key before RoPE and attention
+    cola_targets: list[str] = field(default_factory=list)  # CoLA low-rank linears in "attn" and/or "ffn"
+    cola_rank: int | None = None  # rank r of CoLA layers (and of CoLA_FAN); None = n_embd // 4
+    fan_input: str = "none"  # FANformer: periodic features of the attention input before q, k, v
+    fan_p: float = 0.15  # share of the FAN output given to each of cos and sin
+    # "lstm": the recurrent baseline (model/lstm.py), n_layer LSTM layers of width n_embd;
+    # it reads vocab_size, block_size (training length and generation limit), n_layer,
+    # n_embd, dropout and tie_weights, and no attention or FFN option.
+    arch: str = "transformer"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +81,21 @@ class ModelConfig:
             return 32 * -(-int(8 * self.n_embd / 3) // 32)
         return 4 * self.n_embd
 
+    @property
+    def cola_r(self) -> int:
+        return self.cola_rank or self.n_embd // 4
+
+    def extensions(self) -> list[str]:
+        """The efficient-architecture options this config turns on, as `field=value` strings:
+        the exporters refuse them (their formats have no such layers)."""
+        defaults = {"qk_norm": False, "cola_targets": [], "fan_input": "none"}
+        out = [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
+        if self.norm_placement == "hybrid":
+            out.append("norm_placement='hybrid'")
+        if self.arch != "transformer":
+            out.append(f"arch={self.arch!r}")
+        return out
+
     def validate(self) -> None:
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
@@ -87,6 +115,30 @@ class ModelConfig:
             raise TinyLMError(f"config: RoPE needs an even head size, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise TinyLMError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        self._validate_extensions()
+
+    def _validate_extensions(self) -> None:
+        if self.arch == "lstm" and (self.extensions() != ["arch='lstm'"] or self.norm_placement != "pre"):
+            raise TinyLMError("config: arch='lstm' has no attention or FFN to apply qk_norm, norm_placement, CoLA or FAN to")
+        if not isinstance(self.qk_norm, bool):
+            raise TinyLMError(f"config: qk_norm must be true or false, got {self.qk_norm!r}")
+        if self.qk_norm and self.norm_placement == "hybrid":
+            raise TinyLMError("config: qk_norm with norm_placement='hybrid' is redundant: HybridNorm already normalizes q, k and v")
+        if not isinstance(self.cola_targets, list) or any(t not in COLA_TARGETS for t in self.cola_targets) \
+                or len(set(self.cola_targets)) != len(self.cola_targets):
+            raise TinyLMError(f"config: cola_targets must be a list of distinct {', '.join(COLA_TARGETS)}, got {self.cola_targets!r}")
+        uses_rank = bool(self.cola_targets) or self.fan_input == "cola_fan"
+        if self.cola_rank is not None:
+            if not uses_rank:
+                raise TinyLMError("config: cola_rank is set but nothing uses it (set cola_targets or fan_input='cola_fan')")
+            if not isinstance(self.cola_rank, int) or isinstance(self.cola_rank, bool) or not 0 < self.cola_rank < self.n_embd:
+                raise TinyLMError(f"config: cola_rank={self.cola_rank!r} must be a positive integer below n_embd={self.n_embd} (a low rank)")
+        elif uses_rank and self.cola_r < 1:
+            raise TinyLMError(f"config: n_embd={self.n_embd} is too small for CoLA's default rank n_embd // 4")
+        if not isinstance(self.fan_p, (int, float)) or isinstance(self.fan_p, bool) or not 0 < self.fan_p < 0.5:
+            raise TinyLMError(f"config: fan_p={self.fan_p!r} must be in (0, 0.5): cos and sin each take that share")
+        if self.fan_input != "none" and int(self.n_embd * self.fan_p) < 1:
+            raise TinyLMError(f"config: fan_p={self.fan_p} leaves no periodic features at n_embd={self.n_embd}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -62,6 +62,61 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# --- the efficient-architecture and educational-GPT studies (docs/architectures.md) ---------
+
+# The educational-GPT study's final model: learned positions, pre-LayerNorm, the 3-layer GELU
+# MLP (d_ff 1024), 8 heads of 32, untied head, dropout 0.3. Its tokenizer is a SentencePiece
+# BPE of 8 000 pieces; recipes here use tinylm's byte-level BPE of the same size.
+SPECIAL["educational-gpt"] = dict(
+    n_layer=3, n_head=8, n_embd=256, block_size=128, ffn="mlp3", ffn_hidden=1024, position="learned",
+    norm="layernorm", norm_placement="pre", bias=True, tie_weights=False, dropout=0.3,
+    extra={"preset": "educational-gpt"},
+)
+# The LSTM baseline the study promised beside it: 2 layers of 256, untied head, same dropout.
+SPECIAL["lstm-educational"] = dict(
+    arch="lstm", n_layer=2, n_embd=256, block_size=128, tie_weights=False, dropout=0.3,
+    extra={"preset": "lstm-educational"},
+)
+# A character LSTM for Tiny Shakespeare, the counterpart of the shakespeare-char preset.
+SPECIAL["lstm-char"] = dict(
+    arch="lstm", n_layer=2, n_embd=256, block_size=64, tie_weights=True, extra={"preset": "lstm-char"},
+)
+
+# The study's settings: AdamW lr 1.5e-3, weight decay 0.01, betas (0.9, 0.98), 1 000 warm-up
+# steps, then cosine; batch 64. It trained 40 epochs on a GPU; 8 000 steps is about two
+# epochs of its 265k training tokens, and time_budget_s fits the schedule to a CPU's time.
+_EDUCATIONAL_TRAIN = dict(max_steps=8000, batch_size=64, lr=1.5e-3, min_lr=1.5e-4, warmup_steps=1000,
+                          betas=(0.9, 0.98), weight_decay=0.01, grad_clip=1.0, eval_every=500)
+RECIPES["educational-gpt"] = dict(preset="educational-gpt", model={}, tokenizer="bpe", vocab_size=8000,
+                                  train=_EDUCATIONAL_TRAIN)
+RECIPES["lstm-educational"] = dict(preset="lstm-educational", model={}, tokenizer="bpe", vocab_size=8000,
+                                   train=_EDUCATIONAL_TRAIN)
+RECIPES["lstm-shakespeare-char"] = dict(preset="lstm-char", model={}, tokenizer="char",
+                                        train=dict(RECIPES["shakespeare-char"]["train"]))
+
+# The ablation's variants: each is the llama-style baseline with one idea switched on
+# (model fields, training fields). `tinylm bench ablation` runs them at equal wall time,
+# and each is a recipe: shakespeare-char-<variant> (and code2-thesis with the same changes).
+ABLATION_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "baseline": ({}, {}),
+    "qk-norm": ({"qk_norm": True}, {}),
+    "hybridnorm": ({"norm_placement": "hybrid"}, {}),
+    "cola": ({"cola_targets": ["attn", "ffn"]}, {}),
+    "cola-ffn": ({"cola_targets": ["ffn"]}, {}),
+    "fan": ({"fan_input": "fan"}, {}),
+    "cola-fan": ({"cola_targets": ["attn", "ffn"], "fan_input": "cola_fan"}, {}),
+    "muon": ({}, {"optimizer": "muon"}),
+    "study-stack": ({"cola_targets": ["attn", "ffn"], "fan_input": "cola_fan", "norm_placement": "hybrid"},
+                    {"optimizer": "muon"}),
+    "lstm": ({"arch": "lstm", "n_layer": 2, "n_embd": 256}, {}),
+}
+for _variant, (_model, _train) in ABLATION_VARIANTS.items():
+    if _variant != "baseline":
+        _base = RECIPES["shakespeare-char"]
+        RECIPES[f"shakespeare-char-{_variant}"] = dict(
+            _base, model={**_base["model"], **_model}, train={**_base["train"], **_train})
+
+
 def preset_names() -> list[str]:
     return [f"{f}-{s}" for f in FAMILIES for s in SIZES] + list(SPECIAL)
 

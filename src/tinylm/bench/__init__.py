@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "code2-compress": "tinylm.bench.code2_compress",
     "prune": "tinylm.bench.prune",
     "finetune": "tinylm.bench.finetune",
+    "ablation": "tinylm.bench.ablation",
 }
 
 

@@ -20,8 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="CKPT", default=None,
                    help="a trained checkpoint (benchmarks that take one: quant, prune, code2-compress)")
     p.add_argument("--budget-s", type=float, default=None, metavar="S",
-                   help="each training run's time budget (benchmarks that take one: finetune)")
+                   help="each training run's time budget (benchmarks that take one: finetune, ablation)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation)")
+    p.add_argument("--png", default=None, metavar="FILE", help="write the loss-vs-time curves here (ablation)")
     p.set_defaults(func=run)
 
 
@@ -34,12 +36,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     started = time.time()
     benchmark = bench.get(args.name)
-    if args.model is not None and "model" not in inspect.signature(benchmark).parameters:
-        raise TinyLMError(f"benchmark {args.name} does not take --model")
-    if args.budget_s is not None and "budget_s" not in inspect.signature(benchmark).parameters:
-        raise TinyLMError(f"benchmark {args.name} does not take --budget-s")
-    options = {k: v for k, v in (("model", args.model), ("budget_s", args.budget_s)) if v is not None}
-    figures = benchmark(quick=args.quick, **options)
+    # Options only some benchmarks take: passed when given, refused where not taken.
+    given = {k: getattr(args, k) for k in ("model", "budget_s", "variants", "png") if getattr(args, k) is not None}
+    for key in given:
+        if key not in inspect.signature(benchmark).parameters:
+            raise TinyLMError(f"benchmark {args.name} does not take --{key.replace('_', '-')}")
+    figures = benchmark(quick=args.quick, **given)
     result = {"benchmark": args.name, "quick": args.quick, **figures, "machine": bench.machine(),
               "wall_s": round(time.time() - started, 1)}
     if args.json:

@@ -59,6 +59,7 @@ TRAIN_FLAGS: dict[str, tuple[str, type, str]] = {
     "seed": ("--seed", int, "random seed"),
     "dtype": ("--dtype", str, "float32, or bfloat16 (CPU autocast)"),
     "num_threads": ("--threads", int, "torch CPU threads, 0 = torch's choice"),
+    "optimizer": ("--optimizer", str, "adamw, or muon (Muon on hidden matrices, AdamW on the rest)"),
 }
 
 

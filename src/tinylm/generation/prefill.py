@@ -50,6 +50,6 @@ def prefill(model: GPT, prompts: list[list[int]], capacity: int = 0) -> tuple[KV
     width = max(map(len, prompts))
     idx = torch.tensor([[0] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=param.device)
     pad = torch.tensor([width - len(p) for p in prompts], dtype=torch.long, device=param.device)
-    cache = KVCache(model.config, len(prompts), max(capacity, width), dtype=param.dtype, device=param.device, pad=pad)
+    cache = model.new_cache(len(prompts), max(capacity, width), dtype=param.dtype, device=param.device, pad=pad)
     logits, _ = model(idx, cache=cache, last_only=True)
     return cache, logits[:, -1]

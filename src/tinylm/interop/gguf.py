@@ -81,10 +81,13 @@ def require_gguf():
 
 def gguf_problems(cfg: ModelConfig) -> list[str]:
     """What `cfg` would have to change to fit llama.cpp's llama architecture; empty if it fits."""
+    if cfg.arch != "transformer":
+        return [f"a transformer (not arch={cfg.arch!r})"]
     need = {"position": "rope", "norm": "rmsnorm", "ffn": "swiglu", "norm_placement": "pre"}
     problems = [f"{name}={value} (not {getattr(cfg, name)!r})" for name, value in need.items() if getattr(cfg, name) != value]
     if cfg.bias:
         problems.append("bias=False")
+    problems += [f"no {ext}" for ext in cfg.extensions() if not ext.startswith("norm_placement")]  # hybrid: above
     return problems
 
 

@@ -89,6 +89,8 @@ def _first_line(e: Exception) -> str:
 
 def _problems(cfg: ModelConfig, arch: str) -> list[str]:
     """What `cfg` would have to change to fit `arch`; empty when it fits exactly."""
+    if cfg.arch != "transformer":
+        return [f"a transformer (not arch={cfg.arch!r})"]
     if arch == GPT2:
         need = {"position": ("learned", "sinusoidal"), "norm": ("layernorm",), "ffn": ("gelu", "relu")}
     else:
@@ -98,6 +100,7 @@ def _problems(cfg: ModelConfig, arch: str) -> list[str]:
         f"{name}={'/'.join(allowed)} (not {getattr(cfg, name)!r})"
         for name, allowed in need.items() if getattr(cfg, name) not in allowed
     ]
+    problems += [f"no {ext}" for ext in cfg.extensions() if not ext.startswith("norm_placement")]  # hybrid: above
     if arch == GPT2 and not cfg.bias:
         problems.append("bias=True")
     if arch == GPT2 and cfg.kv_heads != cfg.n_head:

@@ -312,6 +312,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, int8: 
     checkpoint, out = Path(checkpoint), Path(out)
     model = load_model(checkpoint)  # validates the checkpoint: shapes, names, readable weights
     model = merge_all(model)  # the format has plain layers only: fold transforms in, or refuse in one line
+    if model.config.extensions():  # the decoder graph below is built from the plain layers only
+        raise TinyLMError(f"cannot export this model to ONNX: the graph has no {', '.join(model.config.extensions())}")
     state = {k: v.detach().float() for k, v in model.state_dict().items()}
     tokenizer_file = checkpoint / TOKENIZER_FILENAME
     # Replacing OUT is fine when it is an earlier export; anything else (a checkpoint, a typo'd
@@ -338,8 +340,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, int8: 
 class OnnxModel:
     """An ONNX Runtime session presented as a tinylm model, for the generation engine.
 
-    What the engine uses of a model: `config`, `model(idx, cache=..., last_only=...)` returning
-    (logits, None) and filling the KVCache, `eval()`/`train(False)`/`training`, and
+    What the engine uses of a model: `config`, `new_cache(...)` (a KVCache, as the GPT's),
+    `model(idx, cache=..., last_only=...)` returning (logits, None) and filling the KVCache, `eval()`/`train(False)`/`training`, and
     `parameters()`, from whose first tensor the engine reads the device and dtype of the cache
     (here: a float32 CPU tensor of no elements). Inference only: `train(True)` is an error.
     """
@@ -367,6 +369,11 @@ class OnnxModel:
 
     def parameters(self) -> Iterator[torch.Tensor]:
         yield self._anchor
+
+    def new_cache(self, batch_size: int, max_len: int, **kwargs: Any) -> KVCache:
+        from tinylm.model import KVCache
+
+        return KVCache(self.config, batch_size, max_len, **kwargs)
 
     def eval(self) -> OnnxModel:
         return self

@@ -6,6 +6,14 @@ Two paths compute the same numbers:
 - "sdpa": PyTorch's fused `scaled_dot_product_attention`, faster and lighter on memory.
 GQA lets several query heads share one key/value head: the cache shrinks by n_head/n_kv_head,
 which is what makes decoding cheaper, at almost no loss in quality.
+
+Options from the efficient-architecture study (docs/architectures.md), all off by default:
+- qk_norm: each head's query and key are normalized (over its D features) before RoPE, so
+  attention logits cannot grow without bound however large the weights get;
+- HybridNorm's QKV-norm (norm_placement="hybrid"): the same for q, k and v, which replaces
+  the norm on the block's input;
+- CoLA projections (cola_targets has "attn") and a FAN layer before the q, k, v projection
+  (fan_input), see cola.py and fan.py.
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.config import ModelConfig
+from tinylm.model.cola import make_linear
+from tinylm.model.fan import make_fan
 from tinylm.model.kv_cache import KVCache
+from tinylm.model.norms import make_norm
 from tinylm.model.positions import rotate
 
 
@@ -26,9 +37,16 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.layer = layer
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.fan = make_fan(cfg)
         # One fused projection for q, k and v: one matrix multiply instead of three.
-        self.qkv = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=cfg.bias)
-        self.proj = nn.Linear(self.n_head * self.head_dim, cfg.n_embd, bias=cfg.bias)
+        self.qkv = make_linear(cfg, "attn", cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, cfg.bias)
+        self.proj = make_linear(cfg, "attn", self.n_head * self.head_dim, cfg.n_embd, cfg.bias)
+        # Per-head norms, one per role, shared by the heads (as in OLMo 2 and Qwen 3).
+        hybrid = cfg.norm_placement == "hybrid"
+        head_norm = lambda: make_norm(cfg.norm, self.head_dim, cfg.norm_eps, cfg.bias)  # noqa: E731
+        self.q_norm = head_norm() if cfg.qk_norm or hybrid else None
+        self.k_norm = head_norm() if cfg.qk_norm or hybrid else None
+        self.v_norm = head_norm() if hybrid else None
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.explicit = cfg.attention == "explicit"
@@ -44,10 +62,17 @@ class CausalSelfAttention(nn.Module):
         rope: cos and sin tables shaped (B or 1, T, 1, D), or None."""
         B, T, _ = x.shape
         H, H_kv = self.n_head, self.n_kv_head
-        qkv = self.qkv(x)
+        if self.fan is not None:
+            x = self.fan(x)
+        qkv = self.qkv(x).view(B, T, H + 2 * H_kv, self.head_dim)
         # Heads stay in (B, T, heads, D) order until attention: the query and key heads are
         # adjacent there, so RoPE rotates both in one go.
-        qk, v = qkv.view(B, T, H + 2 * H_kv, self.head_dim).split([H + H_kv, H_kv], dim=2)
+        if self.q_norm is not None:
+            q, k, v = qkv.split([H, H_kv, H_kv], dim=2)
+            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
+            v = self.v_norm(v) if self.v_norm is not None else v
+        else:
+            qk, v = qkv.split([H + H_kv, H_kv], dim=2)
         if rope is not None:
             qk = rotate(qk, *rope)
         q, k = qk.split([H, H_kv], dim=2)

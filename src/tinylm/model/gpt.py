@@ -8,6 +8,15 @@ connection. Pre-norm (GPT-2, Llama) normalizes the input of each sublayer and ke
 residual stream untouched, which trains stably without warm-up tricks; post-norm (the
 original 2017 transformer) normalizes after each residual addition.
 
+HybridNorm (norm_placement="hybrid", Zhuo et al. 2025, as the efficient-architecture study
+gives it) mixes the two: attention normalizes q, k and v inside (QKV-norm) instead of its
+input, and the feed-forward network is post-norm on the attention's output:
+    Y = Attn_QKV(X) + X;   X' = FFN(Norm(Y)) + Norm(Y)
+except the first block ("HybridNorm*"), which is pre-norm around both sublayers, because
+embeddings are distributed unlike the later residual stream:
+    Y = Attn_QKV(Norm(X)) + X;   X' = FFN(Norm(Y)) + Y
+(the study's Eq. 7 reading; its prose would keep block 0's FFN post-norm).
+
 Every module here has one forward, the one training runs. Anything else (the faster
 inference layouts today; quantization or LoRA the same way) is a transform
 (tinylm/transforms/): it swaps modules of a built GPT for others and is listed, in order of
@@ -37,16 +46,21 @@ if TYPE_CHECKING:
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
-        self.pre_norm = cfg.norm_placement == "pre"
-        self.norm1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        # HybridNorm's first block is pre-norm (with QKV-norm inside its attention).
+        self.placement = "pre" if cfg.norm_placement == "hybrid" and layer == 0 else cfg.norm_placement
+        # A hybrid block past the first normalizes inside attention instead of its input.
+        self.norm1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias) if self.placement != "hybrid" else None
         self.attn = CausalSelfAttention(cfg, layer)
         self.norm2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.ffn = make_ffn(cfg)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope, cache: KVCache | None) -> torch.Tensor:
-        if self.pre_norm:
+        if self.placement == "pre":
             x = x + self.attn(self.norm1(x), mask, rope, cache)
             return x + self.ffn(self.norm2(x))
+        if self.placement == "hybrid":
+            y = self.norm2(x + self.attn(x, mask, rope, cache))
+            return y + self.ffn(y)
         x = self.norm1(x + self.attn(x, mask, rope, cache))
         return self.norm2(x + self.ffn(x))
 
@@ -67,8 +81,8 @@ class GPT(nn.Module):
             self.rope = RotaryEmbedding(cfg.block_size, cfg.head_dim, cfg.rope_theta)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        # Post-norm blocks already end in a norm; pre-norm needs one before the head.
-        self.norm_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias) if cfg.norm_placement == "pre" else None
+        # Post-norm blocks already end in a norm; pre-norm and hybrid need one before the head.
+        self.norm_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias) if cfg.norm_placement != "post" else None
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             # The same matrix maps tokens to vectors and vectors back to token scores:
@@ -78,8 +92,13 @@ class GPT(nn.Module):
         # GPT-2: each residual branch adds to the stream, so its last projection starts
         # smaller (std / sqrt(2 * n_layer)) to keep the stream's variance from growing with depth.
         for name, p in self.named_parameters():
-            if name.endswith(("attn.proj.weight", "ffn.down.weight")):
+            if name.endswith(("attn.proj.weight", "ffn.down.weight", "attn.proj.B.weight", "ffn.down.B.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def new_cache(self, batch_size: int, max_len: int, **kwargs) -> KVCache:
+        """An empty cache for `batch_size` rows of up to `max_len` tokens (the generation
+        engine asks the model, so a model with another kind of state brings its own)."""
+        return KVCache(self.config, batch_size, max_len, **kwargs)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

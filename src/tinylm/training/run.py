@@ -199,7 +199,7 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
     `tokenizer`): fine-tune this model instead of building one (its config and transforms stay)."""
     import torch
 
-    from tinylm.model import GPT
+    from tinylm.model import build_model
     from tinylm.presets import model_config
     from tinylm.tokenizers import train_tokenizer
 
@@ -233,7 +233,7 @@ def prepare_run(recipe: Recipe, cfg: TrainConfig, data: RunData, *, tokenizer=No
                                                "extra": model_extra(recipe, prompt_format, task_extra)})
     train_data, val_data = datasets(data, tokenizer, model_cfg.block_size)
     torch.manual_seed(cfg.seed)  # the initial weights: the recipe's seed alone decides them
-    return Run(recipe, cfg, tokenizer, GPT(model_cfg), train_data, val_data, started)
+    return Run(recipe, cfg, tokenizer, build_model(model_cfg), train_data, val_data, started)
 
 
 def resume_run(out_dir: str | Path, **given: Any) -> Run:
