@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "grammar": "tinylm.bench.grammar",
     "export": "tinylm.bench.export",
     "quant": "tinylm.bench.quant",
+    "bandwidth": "tinylm.bench.bandwidth",
 }
 
 
