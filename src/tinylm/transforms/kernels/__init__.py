@@ -56,12 +56,17 @@ def _build(name: str) -> ModuleType | None:
         return None
     from torch.utils.cpp_extension import load
 
+    source = FOLDER / f"{name}.cpp"
+    flags = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
     base = Path(os.environ.get("TINYLM_KERNEL_DIR") or Path.home() / ".cache" / "tinylm" / "kernels")
-    folder = base / _cpu_tag()  # -march=native code must not run on another CPU sharing the home folder
+    # -march=native code must not run on another CPU sharing the home folder; and one folder per
+    # kernel and version of its source and flags, so two checkouts of tinylm sharing the cache
+    # neither rebuild each other's kernels in turn nor wait on each other's build lock.
+    version = hashlib.sha256(source.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
+    folder = base / _cpu_tag() / f"{name}-{version}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return load(f"tinylm_{name}", [str(FOLDER / f"{name}.cpp")], build_directory=str(folder),
-                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"], verbose=False)
+        return load(f"tinylm_{name}", [str(source)], build_directory=str(folder), extra_cflags=flags, verbose=False)
     except Exception as e:  # no compiler, no ninja, a read-only home: fall back, and say why once
         warnings.warn(f"tinylm: {name} kernels unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                       "using torch's slower ops", stacklevel=2)
