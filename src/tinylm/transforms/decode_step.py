@@ -50,8 +50,10 @@ class FusedDecodeStep:
         return logits
 
 
-def fused_decode_step(model: GPT) -> FusedDecodeStep | None:
+def fused_decode_step(model: GPT | object) -> FusedDecodeStep | None:
     """The fused step for `model`, or None where it does not apply (see the module notes)."""
+    if not isinstance(model, GPT):  # another runtime behind the engine (tinylm.interop.onnx.OnnxModel)
+        return None
     cfg = model.config
     if (not is_prepared(model) or model.training or cfg.position != "rope" or cfg.norm != "rmsnorm"
             or cfg.ffn != "swiglu" or cfg.norm_placement != "pre" or cfg.bias):
