@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "prune": "tinylm.bench.prune",
     "finetune": "tinylm.bench.finetune",
     "ablation": "tinylm.bench.ablation",
+    "bandwidth": "tinylm.bench.bandwidth",
 }
 
 

@@ -6,11 +6,22 @@ new tokens greedily from the same prompts at batch 1 and batch 8, never stopping
 Batch-1 decode reads every weight once per token, so weight bytes / time per token says how
 close we are to the memory bandwidth (about 14 GB/s for a matrix-vector product on this CPU).
 Goal: >= 1.5x HF at batch 1 and at batch 8.
+
+`threads` rows: the same decode pinned to 1 and then 2 threads (torch.set_num_threads), in
+rounds that time every runner once (a burst of other work then slows one round of each,
+not every round of one), best round kept: tinylm fp32 at batch 1 and 8, and llama.cpp on
+the same weights exported by tinylm's export-gguf, F32 and Q8_0, at batch 1 (when
+llama-cpp-python is installed: tinylm.bench.peers). llama.cpp's greedy tokens are checked
+against tinylm's on the first CHECK_TOKENS steps (F32 must agree; Q8_0 quantizes weights and
+activations, so its count of agreeing tokens is reported, not required).
+Goals: tinylm fp32 >= llama.cpp F32 at batch 1 on 1 and 2 threads; batch 8 >= 1.5x faster on
+2 threads than on 1.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -21,6 +32,7 @@ from tinylm.presets import model_config
 from tinylm.transforms import prepare_for_inference
 
 PROMPT_LEN = 16
+CHECK_TOKENS = 16
 
 
 def best_of(runs: int, fn) -> float:
@@ -66,11 +78,62 @@ def run(quick: bool = False) -> dict[str, Any]:
             "same_tokens_as_hf": same,
             "tinylm_weight_gb_per_s": round(weight_bytes * new_tokens / t_ours / 1e9, 2),
         })
+    threads = _thread_rows(model, engine, new_tokens, runs)
     return {
         "model": {"preset": "llama-style-small", "parameters": model.num_params(), "weight_bytes": weight_bytes},
         "new_tokens": new_tokens,
         "prompt_tokens": PROMPT_LEN,
         "rows": rows,
-        "goal": {"speedup_vs_hf_batch_1": ">= 1.5", "speedup_vs_hf_batch_8": ">= 1.5"},
-        "anchor": "Hugging Face transformers generate() on the same weights, same run",
+        "threads": threads,
+        "goal": {"speedup_vs_hf_batch_1": ">= 1.5", "speedup_vs_hf_batch_8": ">= 1.5",
+                 "tinylm_fp32_vs_llama_cpp_f32_batch_1": ">= 1.0 at 1 and 2 threads",
+                 "batch_8_2_threads_vs_1_thread": ">= 1.5"},
+        "anchor": "Hugging Face transformers generate() on the same weights, same run; llama.cpp (threads rows)",
     }
+
+
+def _thread_rows(model: GPT, engine: Engine, new_tokens: int, runs: int) -> dict[str, Any]:
+    """tinylm fp32 (batch 1 and 8) and llama.cpp F32 / Q8_0 (batch 1) at 1 and 2 threads."""
+    from tinylm.bench import peers
+
+    cfg = model.config
+    torch.manual_seed(1)
+    prompts = {b: torch.randint(0, cfg.vocab_size, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
+    config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
+    before = torch.get_num_threads()
+    out: dict[str, Any] = {}
+    with ExitStack() as stack:
+        files = stack.enter_context(peers.gguf_files(model)) if peers.available() else {}
+        try:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                timers = {f"tinylm fp32, batch {b}": (lambda ids=ids: engine.generate(ids, config)) for b, ids in prompts.items()}
+                row: dict[str, Any] = {}
+                for kind, name in peers.GGUF_KINDS.items():
+                    if kind not in files:
+                        row[name] = peers.MISSING
+                        continue
+                    llm = peers.LlamaCpp(files[kind], cfg.block_size, threads)
+                    ours = engine.generate(prompts[1], GenerationConfig(max_new_tokens=CHECK_TOKENS, temperature=0.0))
+                    row[f"{name}: same first tokens as tinylm fp32"] = (
+                        f"{peers.same_prefix(llm.greedy(prompts[1][0], CHECK_TOKENS), ours[0].token_ids)}/{CHECK_TOKENS}")
+                    timers[f"{name}, batch 1"] = lambda llm=llm: llm.greedy(prompts[1][0], new_tokens)
+                best = {name: float("inf") for name in timers}
+                for fn in timers.values():
+                    fn()  # warm-up
+                for _ in range(runs):
+                    for name, fn in timers.items():
+                        best[name] = min(best[name], best_of(1, fn))
+                for name, seconds in best.items():
+                    batch = 8 if name.endswith("batch 8") else 1
+                    row[f"{name} tokens/s"] = round(batch * new_tokens / seconds, 1)
+                f32 = row.get("llama.cpp F32, batch 1 tokens/s")
+                if f32 is not None:
+                    row["tinylm fp32 / llama.cpp F32, batch 1"] = round(row["tinylm fp32, batch 1 tokens/s"] / f32, 2)
+                out[f"{threads} thread{'s' if threads > 1 else ''}"] = row
+        finally:
+            torch.set_num_threads(before)
+    one, two = out["1 thread"], out["2 threads"]
+    out["batch 8, 2 threads / 1 thread"] = round(two["tinylm fp32, batch 8 tokens/s"] / one["tinylm fp32, batch 8 tokens/s"], 2)
+    out["batch 1, 2 threads / 1 thread"] = round(two["tinylm fp32, batch 1 tokens/s"] / one["tinylm fp32, batch 1 tokens/s"], 2)
+    return out

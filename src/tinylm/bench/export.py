@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from tinylm.bench import peers
+from tinylm.bench.peers import LlamaCpp
 from tinylm.checkpoint import WEIGHTS_FILE, save_checkpoint
 from tinylm.generation import Engine, GenerationConfig
 from tinylm.model import GPT
@@ -42,20 +44,8 @@ def _engine_tokens_per_s(model: Any, batch: int, max_new: int) -> float:
 
 
 def _llama_cpp_tokens_per_s(path: Path, context: int, max_new: int) -> float:
-    import numpy as np
-    from llama_cpp import Llama
-
-    # Without logits_all, llama-cpp-python keeps the last position's logits at scores[n_tokens - 1].
-    llm = Llama(str(path), n_ctx=context, n_threads=1, n_batch=context, logits_all=False, verbose=False)
-    best = 0.0
-    for _ in range(REPEATS):
-        llm.reset()
-        started = time.perf_counter()
-        llm.eval(PROMPT)
-        for _ in range(max_new):
-            llm.eval([int(np.asarray(llm.scores[llm.n_tokens - 1]).argmax())])
-        best = max(best, max_new / (time.perf_counter() - started))
-    return best
+    llm = LlamaCpp(path, context, threads=1)
+    return max(max_new / llm.seconds(PROMPT, max_new) for _ in range(REPEATS))
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -86,10 +76,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         for batch in (1, 8):
             for name, runner in runners.items():
                 out["tokens_per_s"][f"{name}, batch {batch}"] = round(_engine_tokens_per_s(runner, batch, max_new), 1)
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError:
-            out["llama_cpp"] = "not installed (pip install 'tinylm[peers]')"
+        if not peers.available():
+            out["llama_cpp"] = peers.MISSING
         else:
             for name, kind in [("llama.cpp F32", "f32"), ("llama.cpp Q8_0", "q8_0")]:
                 speed = _llama_cpp_tokens_per_s(files[name], model.config.block_size, max_new)

@@ -13,17 +13,22 @@ with random weights a perplexity means nothing, so it is left out (null).
 Goals: int8 >= 3x fp32 tokens/s at batch 1 with perplexity +<= 1 %; int4 >= 3.5x
 with +<= 5 %; files >= 3.5x (int8) and >= 6x (int4) smaller. Anchor: the KV-cache study's
 int8/int4 (per-tensor symmetric, int4 stored in int8: 1.88x smaller, 2.5x slower than float).
+llama.cpp column (when llama-cpp-python is installed, tinylm.bench.peers): the same float
+model exported by tinylm's export-gguf as F32 and Q8_0, batch 1, timed in the same rounds
+with as many threads as torch uses; goal int8 >= llama.cpp Q8_0 tokens/s.
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tinylm.bench import peers
 from tinylm.bench.decode import best_of
 from tinylm.checkpoint import WEIGHTS_FILE, load_model, save_checkpoint
 from tinylm.errors import TinyLMError
@@ -67,18 +72,23 @@ def _perplexity(model: GPT, ids: list[int]) -> float:
 
 
 def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]], config: GenerationConfig,
-                  runs: int) -> dict[str, dict[str, float]]:
-    """tokens_per_s_batch_B of each engine for each batch of prompts (bench prune shares it)."""
-    speeds: dict[str, dict[str, float]] = {name: {} for name in engines}
-    # Rounds over all variants, fastest round kept for each: a burst of other work on the
-    # machine then slows one round of every variant, not every round of one variant.
+                  runs: int, peers: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """tokens_per_s_batch_B of each engine for each batch of prompts (bench prune shares it), and
+    of each peer runtime at batch 1 (`peers`: name -> llama.cpp model; its binding decodes one sequence)."""
+    speeds: dict[str, dict[str, float]] = {name: {} for name in [*engines, *(peers or {})]}
     for batch, ids in prompts.items():
-        best = {name: float("inf") for name in engines}
-        for name, engine in engines.items():
-            engine.generate(ids, config)  # warm-up
+        timers = {name: (lambda engine=engine: engine.generate(ids, config)) for name, engine in engines.items()}
+        if batch == 1:
+            timers.update({name: (lambda llm=llm: llm.greedy(ids[0], config.max_new_tokens))
+                           for name, llm in (peers or {}).items()})
+        for fn in timers.values():
+            fn()  # warm-up
+        # Rounds over all variants, fastest round kept for each: a burst of other work on the
+        # machine then slows one round of every variant, not every round of one variant.
+        best = {name: float("inf") for name in timers}
         for _ in range(runs):
-            for name, engine in engines.items():
-                best[name] = min(best[name], best_of(1, lambda: engine.generate(ids, config)))
+            for name, fn in timers.items():
+                best[name] = min(best[name], best_of(1, fn))
         for name, seconds in best.items():
             speeds[name][f"tokens_per_s_batch_{batch}"] = round(batch * config.max_new_tokens / seconds, 1)
     return speeds
@@ -115,8 +125,18 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
                           "file_bytes": (path / WEIGHTS_FILE).stat().st_size,
                           "perplexity": round(_perplexity(variant, val), 4) if val is not None else None}
             engines[name] = Engine(prepare_for_inference(variant))
-    for name, speeds in decode_speeds(engines, prompts, config, runs).items():
-        rows[name].update(speeds)
+    peer_rows: dict[str, Any] = peers.not_installed_rows()
+    with ExitStack() as stack:
+        llms = {}
+        if peers.available():
+            files = stack.enter_context(peers.gguf_files(base))
+            llms = {peers.GGUF_KINDS[k]: peers.LlamaCpp(path, base.config.block_size, torch.get_num_threads())
+                    for k, path in files.items()}
+        for name, speeds in decode_speeds(engines, prompts, config, runs, llms).items():
+            if name in engines:
+                rows[name].update(speeds)
+            else:
+                peer_rows[name] = speeds
     fp32 = rows["fp32"]
     for row in rows.values():
         for batch in (1, 8):
@@ -139,6 +159,11 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
         "prompt_tokens": PROMPT_LEN,
         "validation_tokens": len(val) - 1 if val is not None else None,
         "rows": rows,
+        "llama_cpp": peer_rows,
+        "int8_vs_llama_cpp_q8_0_batch_1": (
+            round(rows["int8"]["tokens_per_s_batch_1"] / peer_rows["llama.cpp Q8_0"]["tokens_per_s_batch_1"], 2)
+            if llms else None),
+        "threads": torch.get_num_threads(),
         "goal": GOALS,
         "goal_met": met,
         "anchor": "fp32 of the same model, same run, prepared for inference as tinylm.load does",

@@ -30,6 +30,11 @@ temperature, seed, stop strings or grammar. A step:
   overlap. The results are the same either way. Off by default: on the 2-core machines
   it was measured on, the hand-offs cost more than they hid (docs/grammar.md).
 
+A batch of one row of a llama-style model prepared for inference steps through the fused
+C++ decode step (tinylm.transforms.decode_step) instead of the PyTorch model: same logits to
+float rounding, a fraction of the per-step overhead. Larger batches, and models it does not
+cover, run the model itself.
+
 Length limits are per row (max_new_tokens clamped to the row's own prompt). When rows
 finish or are cancelled they are dropped from the cache and the padding column that no
 remaining row needs is trimmed, so the cache is never longer than its longest live row
@@ -54,6 +59,7 @@ from tinylm.generation.rows import Group, Row, TokenHistory, mask_rows, open_gro
 from tinylm.generation.sampling import select_tokens
 from tinylm.model import GPT, KVCache
 from tinylm.tokenizers import Tokenizer
+from tinylm.transforms.decode_step import fused_decode_step
 
 __all__ = ["ContinuousBatch", "Group", "Row"]
 
@@ -133,6 +139,7 @@ class ContinuousBatch:
         self._buckets: list[_Part] = []
         self._prepared: _Job | None = None  # the next step's masks, being computed on the mask thread
         self._error: Exception | None = None  # what the mask thread raised, for the next step
+        self._fused = fused_decode_step(model)  # None: every step runs the PyTorch model
 
     @property
     def num_rows(self) -> int:
@@ -221,8 +228,11 @@ class ContinuousBatch:
             if len(keep) < len(rows):
                 tokens = tokens[torch.tensor(keep, device=tokens.device)]
             self._prepare_masks()
-            out, _ = self.model(tokens[:, None], cache=self._cache, last_only=True)
-            self._logits = out[:, -1]
+            if self._fused is not None and len(self._rows) == 1 and self._cache.pad is None:
+                self._logits = self._fused.step(int(tokens[0]), self._cache)
+            else:
+                out, _ = self.model(tokens[:, None], cache=self._cache, last_only=True)
+                self._logits = out[:, -1]
         return events
 
     # --- one step's parts --------------------------------------------------------------------

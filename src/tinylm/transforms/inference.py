@@ -183,6 +183,11 @@ def prepare_for_inference(model: GPT) -> GPT:
     model.eval()
     if not is_prepared(model):
         PrepareForInference().apply(model)
+    # Build (once per machine; then load) the fused decode step's kernel now, so the first
+    # generation or the first request to a server does not wait a minute for the compiler.
+    from tinylm.transforms.decode_step import fused_decode_step
+
+    fused_decode_step(model)
     return model
 
 

@@ -1,0 +1,104 @@
+"""The fused decode step: one C++ call per token for a single sequence of a llama-style model.
+
+At batch 1 a PyTorch decode step is mostly dispatch: about 60 operators per layer, each a
+few microseconds of Python and ATen overhead around a few microseconds of work, and torch's
+matrix-vector kernel does not split across threads for one row (docs/benchmarks.md, "Where
+the decode step goes"). `FusedDecodeStep` runs the whole layer stack for one token in
+kernels/decode_step.cpp instead, reading the model's own weight tensors (no copies) and
+writing the new keys and values into the engine's KVCache, with every matrix-vector product
+split over torch's threads.
+
+It covers what the engine decodes most: a model prepared for inference
+(prepare_for_inference), llama-style (RoPE, RMSNorm, SwiGLU, pre-norm, no biases; grouped-
+query attention and a tied head are fine), with float32 weights or tinylm's symmetric
+int8 weights (quantize(model, "int8"), embedding and head included or not), on the CPU.
+`fused_decode_step(model)` returns None for anything else (GPT-2 style, int4, LoRA, an
+asymmetric zero point, a model not prepared, no compiler): the engine then runs the PyTorch
+model, which stays the reference that tests compare against. Batches of more than one row
+always run the PyTorch model: their matrix products already use all threads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tinylm.model import GPT, KVCache
+from tinylm.model.ffn import SwiGLU
+from tinylm.model.norms import RMSNorm
+from tinylm.transforms.inference import PreparedLinear, PreparedSwiGLU, is_prepared
+from tinylm.transforms.kernels import decode_kernels
+from tinylm.transforms.quantize import Int8Linear, QuantizedEmbedding, TiedQuantizedHead
+
+_NO_SCALE = torch.empty(0)
+
+
+class FusedDecodeStep:
+    """`step(token, cache)`: the next-token logits (1, vocab) of a one-row batch, after
+    writing the token's keys and values into `cache` and advancing it."""
+
+    def __init__(self, kernel: object, block_size: int) -> None:
+        self._kernel = kernel
+        self._block_size = block_size
+
+    def step(self, token: int, cache: KVCache) -> torch.Tensor:
+        slot = cache.length
+        if slot + 1 > self._block_size:
+            raise ValueError(f"sequence of {slot + 1} tokens exceeds the context of {self._block_size}")
+        logits = self._kernel.step(token, slot, cache.k, cache.v)
+        cache.advance(1)
+        return logits
+
+
+def fused_decode_step(model: GPT | object) -> FusedDecodeStep | None:
+    """The fused step for `model`, or None where it does not apply (see the module notes)."""
+    if not isinstance(model, GPT):  # another runtime behind the engine (tinylm.interop.onnx.OnnxModel)
+        return None
+    cfg = model.config
+    if (not is_prepared(model) or model.training or cfg.position != "rope" or cfg.norm != "rmsnorm"
+            or cfg.ffn != "swiglu" or cfg.norm_placement != "pre" or cfg.bias):
+        return None
+    if any(p.device.type != "cpu" or p.dtype not in (torch.float32, torch.int8)
+           for p in [*model.parameters(), *model.buffers()]):
+        return None
+    norms: list[torch.Tensor] = []
+    matrices: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+    for block in model.blocks:
+        if not (isinstance(block.norm1, RMSNorm) and isinstance(block.norm2, RMSNorm)):
+            return None
+        norms += [block.norm1.weight.detach(), block.norm2.weight.detach()]
+        ffn = block.ffn
+        if not isinstance(ffn, (SwiGLU, PreparedSwiGLU)):
+            return None
+        matrices += [_matrix(block.attn.qkv), _matrix(block.attn.proj), _matrix(ffn.gate), _matrix(ffn.up),
+                     _matrix(ffn.down)]
+    head = model.lm_head.embedding.table if isinstance(model.lm_head, TiedQuantizedHead) else model.lm_head
+    matrices.append(_matrix(head))
+    if isinstance(model.tok_emb, QuantizedEmbedding):
+        embedding = _matrix(model.tok_emb.table)
+    elif type(model.tok_emb) is nn.Embedding:
+        embedding = (model.tok_emb.weight.detach(), _NO_SCALE)
+    else:
+        embedding = None
+    if embedding is None or any(m is None for m in matrices) or not isinstance(model.norm_f, RMSNorm):
+        return None
+    ext = decode_kernels()
+    if ext is None:
+        return None
+    eps = {m.eps for m in model.modules() if isinstance(m, RMSNorm)}
+    if len(eps) != 1:
+        return None
+    kernel = ext.DecodeStep(norms, [w for w, _ in matrices], [s for _, s in matrices], embedding[0], embedding[1],
+                            model.norm_f.weight.detach(), model.rope.cos, model.rope.sin, cfg.n_head, cfg.kv_heads,
+                            eps.pop())
+    return FusedDecodeStep(kernel, cfg.block_size)
+
+
+def _matrix(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight, scale) of a layer the kernel can read: float (out, in) with no scale, or
+    symmetric int8 with its per-row scales; None for any other layer."""
+    if type(layer) in (PreparedLinear, nn.Linear) and layer.bias is None:
+        return layer.weight.detach(), _NO_SCALE
+    if type(layer) is Int8Linear and layer.bias is None and layer.zero_point is None:
+        return layer.qweight, layer.scale
+    return None
