@@ -116,3 +116,16 @@ def test_models_it_does_not_cover_run_the_pytorch_model(case):
     else:
         m = model()
     assert fused_decode_step(m) is None
+
+
+@pytest.mark.parametrize("options", [{"qk_norm": True}, {"fan_input": "fan"}, {"cola_targets": ["attn"]},
+                                     {"head_size": 8}], ids=["qk-norm", "fan", "cola", "narrow-heads"])
+def test_layers_the_step_does_not_compute_run_the_pytorch_model(options):
+    # The C++ step would skip these layers and give other logits: the engine must not use it.
+    m = prepare_for_inference(model(**options))
+    assert fused_decode_step(m) is None
+    prompt = [[1, 2, 3]]
+    config = GenerationConfig(max_new_tokens=5, temperature=0)
+    with torch.inference_mode():
+        expected = int(m(torch.tensor(prompt))[0][0, -1].argmax())
+    assert Engine(m).generate(prompt, config)[0].token_ids[0] == expected

@@ -58,6 +58,10 @@ def fused_decode_step(model: GPT | object) -> FusedDecodeStep | None:
     if (not is_prepared(model) or model.training or cfg.position != "rope" or cfg.norm != "rmsnorm"
             or cfg.ffn != "swiglu" or cfg.norm_placement != "pre" or cfg.bias):
         return None
+    # Layers the C++ step does not compute: per-head q/k norms, FAN features before attention,
+    # CoLA projections, and heads narrower than n_embd / n_head (a structurally pruned model).
+    if cfg.qk_norm or cfg.fan_input != "none" or cfg.cola_targets or cfg.n_head * cfg.head_dim != cfg.n_embd:
+        return None
     if any(p.device.type != "cpu" or p.dtype not in (torch.float32, torch.int8)
            for p in [*model.parameters(), *model.buffers()]):
         return None
