@@ -18,7 +18,8 @@ from tinylm.cli.main import build_parser, main
 README = Path(__file__).resolve().parents[2] / "README.md"
 # What is too slow for a test (training, the full dataset or test split, a server that
 # never returns, an interactive loop); the parser still checks each of them.
-NOT_RUN = {"train", "bench", "serve", "eval-task", "compare-grammar", "gen-data", "-i"}
+NOT_RUN = {"train", "bench", "serve", "eval-task", "compare-grammar", "gen-data", "-i", "distill", "finetune", "tune",
+           "pipeline"}
 PROGRAM = "LLI r1,H'05'\nADDS r2,r1,r1\nHALT\n"
 
 

@@ -2,10 +2,11 @@
 
 Take a trained CODE-2 thesis model (`--model CKPT`; without one, the code2-thesis recipe is
 trained first, as `tinylm bench code2` does) and build every compressed form of it: dynamic
-int8, weight-only int8, int4 (group 32), ONNX fp32 and ONNX int8. Each is evaluated like
-`tinylm eval-task --split test` (greedy, grammar-constrained, batched): exact match, execution
-accuracy, file size, mean latency of one example alone and per example when batched, and
-the speedup of both against fp32, all in the same run. Beside it, the thesis's own rows
+int8, weight-only int8, int4 (group 32), ONNX fp32 and ONNX int8, magnitude pruning at
+10/30/50 % (dense storage, as the thesis did) and structured pruning (a smaller model; no
+fine-tune after). Each is evaluated like `tinylm eval-task --split test` (greedy,
+grammar-constrained, batched): exact match, execution accuracy, file size, mean latency of one
+example alone and per example when batched, and the speedup of both against fp32, all in the same run. Beside it, the thesis's own rows
 (T5-Small, the same 3 600 test blocks, its Table 4.10/4.11).
 
 Goals: int8 and ONNX int8 within 0.5 points of fp32 exact match (the thesis lost 3-4) and
@@ -56,6 +57,15 @@ def _onnx(int8: bool) -> Callable[[Path, Path], Path]:
     return build
 
 
+def _pruned(method: str, **settings: Any) -> Callable[[Path, Path], Path]:
+    def build(ckpt: Path, out: Path) -> Path:
+        from tinylm.transforms.prune import prune_checkpoint
+
+        prune_checkpoint(ckpt, out, method, **settings)
+        return out
+    return build
+
+
 # name -> how to build the variant's folder from the fp32 checkpoint (None: the checkpoint itself)
 VARIANTS: dict[str, Callable[[Path, Path], Path] | None] = {
     "fp32": None,
@@ -64,6 +74,11 @@ VARIANTS: dict[str, Callable[[Path, Path], Path] | None] = {
     "int4": _quantized("int4", group_size=32),
     "onnx fp32": _onnx(False),
     "onnx int8": _onnx(True),
+    "pruned 10 %": _pruned("magnitude", amount=0.1),
+    "pruned 30 %": _pruned("magnitude", amount=0.3),
+    "pruned 50 %": _pruned("magnitude", amount=0.5),
+    "structured: 1/4 of FFN channels": _pruned("structured", ffn=0.25),
+    "structured: 1/4 of heads and FFN channels": _pruned("structured", heads=0.25, ffn=0.25),
 }
 
 
