@@ -127,7 +127,7 @@ def _gen_data(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
 
 # tokenizer -------------------------------------------------------------------------------
 
-TOKENIZER = {"type": Param(S, "char", None, ("char", "bpe")), "vocab_size": Param(I, None)}
+TOKENIZER = {"type": Param(S, "char", None, ("char", "bpe", "sentencepiece")), "vocab_size": Param(I, None)}
 
 
 def _tokenizer(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
@@ -167,7 +167,7 @@ def tokenizer_main(argv: list[str]) -> int:
 TRAIN = {
     "task": Param(S, None, None, ("code2",)),  # the task's trainer (tinylm code2 train) on a data folder
     "recipe": Param(S, None, "--recipe"), "preset": Param(S, None, "--preset"),
-    "tokenizer": Param(S, None, "--tokenizer", ("char", "bpe")), "vocab_size": Param(I, None, "--vocab-size"),
+    "tokenizer": Param(S, None, "--tokenizer", ("char", "bpe", "sentencepiece")), "vocab_size": Param(I, None, "--vocab-size"),
     "set": Param(L, None, "--set"), "shakespeare": Param(B, None, "--shakespeare"),
     "max_steps": Param(I, None, "--max-steps"), "batch_size": Param(I, None, "--batch-size"),
     "grad_accum": Param(I, None, "--grad-accum"), "lr": Param(F, None, "--lr"),
@@ -309,7 +309,7 @@ def _shell(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("gen-data", "tinylm code2 gen-data: the Spanish->CODE-2 dataset", GEN_DATA, {}, _gen_data,
          lambda p: ("train.jsonl", "valid.jsonl", "test.jsonl")),
-    Kind("tokenizer", "train a char or BPE tokenizer on a text file or folder", TOKENIZER, {"text": True},
+    Kind("tokenizer", "train a char, BPE or SentencePiece tokenizer on a text file or folder", TOKENIZER, {"text": True},
          _tokenizer, lambda p: ("tokenizer.json", "tokenizer_stats.json")),
     Kind("train", "tinylm train (or a task's trainer, task = \"code2\")", TRAIN,
          {"data": False, "pairs": False, "val_pairs": False, "tokenizer": False}, _train,
