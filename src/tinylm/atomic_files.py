@@ -95,3 +95,29 @@ def read_json(path: str | os.PathLike) -> Any:
         raise TinyLMError(f"file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TinyLMError(f"{path} is not valid JSON: {e}") from None
+
+
+def read_settings_file(path: str | os.PathLike, what: str) -> Any:
+    """A user's TOML (by its suffix) or JSON settings file (a recipe, a search space), read
+    with one-line TinyLMErrors that call it a `what` file."""
+    from tinylm.errors import TinyLMError
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise TinyLMError(f"{what} file not found: {path}") from None
+    except IsADirectoryError:
+        raise TinyLMError(f"expected a {what} file, got a folder: {path}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(raw.decode("utf-8"))
+        return json.loads(raw)
+    except UnicodeDecodeError as e:
+        raise TinyLMError(f"{what} file {path} is not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise TinyLMError(f"{what} file {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except ValueError as e:  # tomllib.TOMLDecodeError
+        raise TinyLMError(f"{what} file {path} is not valid TOML ({e})") from None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinylm.atomic_files import read_settings_file
 from tinylm.errors import TinyLMError
 
 TOKENIZERS = ("char", "bpe", "sentencepiece")
@@ -179,24 +180,6 @@ def load_recipe(spec: str) -> Recipe:
 
 def read_recipe_file(path: str | Path) -> Recipe:
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise TinyLMError(f"recipe file not found: {path}") from None
-    except IsADirectoryError:
-        raise TinyLMError(f"expected a recipe file, got a folder: {path}") from None
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            d = tomllib.loads(raw.decode("utf-8"))
-        else:
-            d = json.loads(raw)
-    except UnicodeDecodeError as e:
-        raise TinyLMError(f"recipe file {path} is not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise TinyLMError(f"recipe file {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    except ValueError as e:  # tomllib.TOMLDecodeError
-        raise TinyLMError(f"recipe file {path} is not valid TOML ({e})") from None
+    d = read_settings_file(path, "recipe")
     name = d.get("name") if isinstance(d, dict) and isinstance(d.get("name"), str) else path.stem
     return Recipe.from_dict(name, d)

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinylm.atomic_files import atomic_write, write_json
+from tinylm.atomic_files import atomic_write, read_settings_file, write_json
 from tinylm.errors import TinyLMError
 from tinylm.training.recipe import Recipe
 
@@ -250,21 +250,7 @@ def load_space(spec: str) -> Space:
     path = Path(spec)
     if path.suffix not in (".toml", ".json"):
         raise TinyLMError(f"unknown space {spec!r}; choose one of: {', '.join(SPACES)} (or a FILE.toml / FILE.json)")
-    try:
-        raw = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        raise TinyLMError(f"space file not found: {path}") from None
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            d = tomllib.loads(raw.decode("utf-8"))
-        else:
-            d = json.loads(raw)
-    except UnicodeDecodeError as e:
-        raise TinyLMError(f"space file {path} is not UTF-8 text (byte {e.start})") from None
-    except ValueError as e:  # json.JSONDecodeError, tomllib.TOMLDecodeError
-        raise TinyLMError(f"space file {path} is not valid {path.suffix[1:].upper()} ({e})") from None
+    d = read_settings_file(path, "space")
     return space_from_dict(str(path), d)
 
 
