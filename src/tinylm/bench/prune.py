@@ -24,12 +24,9 @@ from typing import Any
 
 import torch
 
-from tinylm.bench.quant import PROMPT_LEN, VAL_TOKENS, _perplexity, _validation_ids, decode_speeds
-from tinylm.checkpoint import WEIGHTS_FILE, load_model, save_checkpoint
-from tinylm.errors import TinyLMError
+from tinylm.bench.quant import PROMPT_LEN, _perplexity, decode_speeds, float_model
+from tinylm.checkpoint import WEIGHTS_FILE, save_checkpoint
 from tinylm.generation import Engine, GenerationConfig
-from tinylm.model import GPT
-from tinylm.presets import model_config
 from tinylm.transforms import merge_all, prepare_for_inference, prune
 from tinylm.transforms.prune import sparsity
 
@@ -46,17 +43,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
     new_tokens = 16 if quick else 128
     runs = 1 if quick else 5
-    torch.manual_seed(0)
-    if model is None:
-        base, tokenizer = GPT(model_config("llama-style-small", vocab_size=4096)).eval(), None
-    else:
-        from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
-
-        base = load_model(model)
-        if base.transforms:
-            raise TinyLMError(f"{model} has transforms ({base.transforms[0].name}); give the plain float checkpoint")
-        tokenizer = load_tokenizer(Path(model) / TOKENIZER_FILENAME)
-    val = _validation_ids(tokenizer, 1024 if quick else VAL_TOKENS) if tokenizer is not None else None
+    base, val = float_model(model, quick)
     prompts = {b: torch.randint(0, base.config.vocab_size, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
     config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
 

@@ -35,7 +35,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generation import Engine, GenerationConfig
 from tinylm.model import GPT
 from tinylm.presets import model_config
-from tinylm.transforms import is_quantized, prepare_for_inference, quantize
+from tinylm.transforms import prepare_for_inference, quantize
 
 PROMPT_LEN = 16
 VAL_TOKENS = 8192
@@ -71,6 +71,21 @@ def _perplexity(model: GPT, ids: list[int]) -> float:
     return float(torch.tensor(total / count).exp())
 
 
+def float_model(model: str | None, quick: bool) -> tuple[GPT, list[int] | None]:
+    """The model a compression benchmark starts from (bench prune shares it): llama-style-small with
+    random weights (seed 0), or the plain float checkpoint `model` with its validation ids."""
+    torch.manual_seed(0)
+    if model is None:
+        return GPT(model_config("llama-style-small", vocab_size=4096)).eval(), None
+    from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
+
+    base = load_model(model)
+    if base.transforms:
+        raise TinyLMError(f"{model} has transforms ({base.transforms[0].name}); give the plain float checkpoint")
+    tokenizer = load_tokenizer(Path(model) / TOKENIZER_FILENAME)
+    return base, _validation_ids(tokenizer, 1024 if quick else VAL_TOKENS)
+
+
 def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]], config: GenerationConfig,
                   runs: int, peers: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """tokens_per_s_batch_B of each engine for each batch of prompts (bench prune shares it), and
@@ -98,17 +113,7 @@ def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]
 def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
     new_tokens = 16 if quick else 128
     runs = 1 if quick else 5
-    torch.manual_seed(0)
-    if model is None:
-        base, tokenizer = GPT(model_config("llama-style-small", vocab_size=4096)).eval(), None
-    else:
-        from tinylm.tokenizers import TOKENIZER_FILENAME, load_tokenizer
-
-        base = load_model(model)
-        if is_quantized(base):
-            raise TinyLMError(f"{model} is already quantized; give the float checkpoint")
-        tokenizer = load_tokenizer(Path(model) / TOKENIZER_FILENAME)
-    val = _validation_ids(tokenizer, 1024 if quick else VAL_TOKENS) if tokenizer is not None else None
+    base, val = float_model(model, quick)
     vocab = base.config.vocab_size
     prompts = {b: torch.randint(0, vocab, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
     config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
