@@ -81,7 +81,19 @@ def trainable_names(model: nn.Module) -> list[str]:
 
 
 @dataclass
-class TrainingTransform(Transform):
+class _FreezesParameters(Transform):
+    """A transform that freezes parameters (self._frozen) and gives them back on undo and merge."""
+
+    def _take_back(self, model: GPT, modules: dict[str, nn.Module]) -> GPT:
+        super()._take_back(model, modules)
+        for p in getattr(self, "_frozen", []):
+            p.requires_grad_(True)
+        self._frozen = []
+        return model
+
+
+@dataclass
+class TrainingTransform(_FreezesParameters):
     """A transform whose new parameters are trained while the rest of the model stays frozen
     (LoRA, adapters, prompt tuning). Freezing is part of applying it, so a run resumed from a
     checkpoint (which applies the recorded transforms again) trains exactly the same tensors
@@ -101,17 +113,10 @@ class TrainingTransform(Transform):
             p.requires_grad_(False)
         return model
 
-    def _take_back(self, model: GPT, modules: dict[str, nn.Module]) -> GPT:
-        super()._take_back(model, modules)
-        for p in getattr(self, "_frozen", []):
-            p.requires_grad_(True)
-        self._frozen = []
-        return model
-
 
 @register_transform
 @dataclass
-class Freeze(Transform):
+class Freeze(_FreezesParameters):
     """Freeze the parameters whose names match `pattern` (full fine-tuning of the rest).
 
     It replaces no module; it is persistent so that a resumed run freezes the same tensors."""
@@ -136,10 +141,3 @@ class Freeze(Transform):
 
     def merged(self, model: GPT) -> dict[str, nn.Module]:
         return {}
-
-    def _take_back(self, model: GPT, modules: dict[str, nn.Module]) -> GPT:
-        super()._take_back(model, modules)
-        for p in getattr(self, "_frozen", []):
-            p.requires_grad_(True)
-        self._frozen = []
-        return model
