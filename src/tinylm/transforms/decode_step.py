@@ -10,12 +10,18 @@ split over torch's threads.
 
 It covers what the engine decodes most: a model prepared for inference
 (prepare_for_inference), llama-style (RoPE, RMSNorm, SwiGLU, pre-norm, no biases; grouped-
-query attention and a tied head are fine), with float32 weights or tinylm's symmetric
-int8 weights (quantize(model, "int8"), embedding and head included or not), on the CPU.
-`fused_decode_step(model)` returns None for anything else (GPT-2 style, int4, LoRA, an
-asymmetric zero point, a model not prepared, no compiler): the engine then runs the PyTorch
-model, which stays the reference that tests compare against. Batches of more than one row
-always run the PyTorch model: their matrix products already use all threads.
+query attention and a tied head are fine), with float32 weights or tinylm's symmetric int8
+or int4-group-32 weights (quantize(model, "int8" | "int4"), embedding and head included or
+not), on the CPU. Integer weights multiply activations quantized to int8 per block of 32
+inputs (d = max|x| / 127, as llama.cpp's Q8_0), with int32 sums (AVX-512 VNNI where the CPU
+has it): about the speed of llama.cpp's Q8_0 step, and other numbers than the PyTorch model,
+which multiplies by float activations. tests/transforms/test_decode_step.py checks them against
+the PyTorch model with the same activation rounding (1e-4) and the greedy tokens against the
+plain int8 model; `tinylm bench quant` measures the perplexity through this step.
+`fused_decode_step(model)` returns None for anything else (GPT-2 style, int4 with other
+groups, LoRA, an asymmetric zero point, a model not prepared, no compiler): the engine then
+runs the PyTorch model, which stays the reference that tests compare against. Batches of more
+than one row always run the PyTorch model.
 """
 
 from __future__ import annotations

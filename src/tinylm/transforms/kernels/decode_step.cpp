@@ -12,8 +12,13 @@
 //                    h = rms_norm(x) ; x += (silu(h @ Wgate.T) * (h @ Wup.T)) @ Wdown.T
 //   logits = rms_norm(x) @ Whead.T
 //
-// Matrices are float32 (out, in) or int8 (out, in) with one float scale per output row
-// (tinylm's symmetric int8, widened to float in registers). Each matrix-vector product is
+// Matrices are float32 (out, in), int8 (out, in) with one float scale per output row, or int4
+// (out, in / 2) nibbles with one scale per group of 32 inputs (tinylm's symmetric int8 / int4).
+// Integer weights multiply the activation vector quantized to int8 per block of 32 (as
+// llama.cpp's Q8_0 x Q8_0 dot does): int32 sums with AVX-512 VNNI where the CPU has it (the
+// build is per CPU, -march=native), plain loops otherwise; or, for int8, float activations
+// (the weights widened to float in registers: the PyTorch model's numbers, slower). The int8
+// weights stay the checkpoint's own tensors, read in place. Each matrix-vector product is
 // split by output rows over torch's intra-op threads (at::parallel_for, OpenMP), so both
 // cores stream their own half of every matrix. The reference is the PyTorch model
 // (tinylm/model); tests check the logits against it.
@@ -230,21 +235,30 @@ struct Matrix {
   torch::Tensor scale;   // (out,) for int8, (out, in / 32) for int4, float32; undefined for float32
   Kind kind = Kind::F32;
   int64_t out = 0, in = 0;
+  // Raw pointers taken once: data_ptr<T>() is an out-of-line call with a dtype check, which per
+  // row (tens of thousands a step) cost a measurable part of a step.
+  const void* w = nullptr;
+  const float* s = nullptr;
 
   Matrix() = default;
-  Matrix(torch::Tensor w, torch::Tensor s) : weight(w.contiguous()), out(w.size(0)), in(w.size(1)) {
+  Matrix(torch::Tensor weights, torch::Tensor scales) : weight(weights.contiguous()), out(weights.size(0)), in(weights.size(1)) {
     if (weight.scalar_type() == torch::kInt8) {
       kind = Kind::I8;
-      TORCH_CHECK(s.defined() && s.numel() == out && s.scalar_type() == torch::kFloat, "int8 matrix needs (out,) float scales");
+      TORCH_CHECK(scales.defined() && scales.numel() == out && scales.scalar_type() == torch::kFloat,
+                  "int8 matrix needs (out,) float scales");
     } else if (weight.scalar_type() == torch::kUInt8) {
       kind = Kind::I4;
-      in = 2 * w.size(1);
-      TORCH_CHECK(s.defined() && s.dim() == 2 && s.size(0) == out && s.size(1) * BLOCK == in && s.scalar_type() == torch::kFloat,
-                  "int4 matrix needs (out, in / 32) float scales");
+      in = 2 * weight.size(1);
+      TORCH_CHECK(scales.defined() && scales.dim() == 2 && scales.size(0) == out && scales.size(1) * BLOCK == in &&
+                  scales.scalar_type() == torch::kFloat, "int4 matrix needs (out, in / 32) float scales");
     } else {
       TORCH_CHECK(weight.scalar_type() == torch::kFloat, "matrices must be float32, int8 or packed int4");
     }
-    if (kind != Kind::F32) scale = s.contiguous();
+    w = weight.data_ptr();
+    if (kind != Kind::F32) {
+      scale = scales.contiguous();
+      s = scale.data_ptr<float>();
+    }
   }
 
   // Row o . x: float activations (float and int8 weights), or the quantized vector v (int8 and
@@ -252,23 +266,22 @@ struct Matrix {
   float row_dot(int64_t o, const float* x, const QuantizedVector* v, bool vnni) const {
     switch (kind) {
       case Kind::F32:
-        return dot_f32(weight.data_ptr<float>() + o * in, x, in);
+        return dot_f32(static_cast<const float*>(w) + o * in, x, in);
       case Kind::I8: {
-        const int8_t* w = weight.data_ptr<int8_t>() + o * in;
-        const float s = scale.data_ptr<float>()[o];
-        if (v == nullptr) return dot_i8(w, x, in) * s;
+        const int8_t* row = static_cast<const int8_t*>(w) + o * in;
+        if (v == nullptr) return dot_i8(row, x, in) * s[o];
 #ifdef TINYLM_VNNI
-        if (vnni) return dot_q8_vnni(w, *v) * s;
+        if (vnni) return dot_q8_vnni(row, *v) * s[o];
 #endif
-        return dot_q8_scalar(w, *v) * s;
+        return dot_q8_scalar(row, *v) * s[o];
       }
       case Kind::I4: {
-        const uint8_t* w = weight.data_ptr<uint8_t>() + o * in / 2;
-        const float* s = scale.data_ptr<float>() + o * (in / BLOCK);
+        const uint8_t* row = static_cast<const uint8_t*>(w) + o * in / 2;
+        const float* group_scales = s + o * (in / BLOCK);
 #ifdef TINYLM_VNNI
-        if (vnni) return dot_q4_vnni(w, s, *v);
+        if (vnni) return dot_q4_vnni(row, group_scales, *v);
 #endif
-        return dot_q4_scalar(w, s, *v);
+        return dot_q4_scalar(row, group_scales, *v);
       }
     }
     return 0.f;
