@@ -14,6 +14,7 @@ from tinylm.model import GPT, KVCache
 from tinylm.transforms import prepare_for_inference, quantize
 from tinylm.transforms.decode_step import fused_decode_step
 from tinylm.transforms.kernels import decode_kernels
+from tinylm.transforms.quantize import Int4Linear, Int8Linear
 
 pytestmark = pytest.mark.skipif(decode_kernels() is None, reason="tinylm's kernels cannot be built here")
 
@@ -40,24 +41,52 @@ def threads(request):
     torch.set_num_threads(before)
 
 
+def q8_activations(x: torch.Tensor) -> torch.Tensor:
+    """x as the fused step multiplies integer weights by it: each block of 32 inputs along the last
+    dimension quantized to round(x / d), d = max|x| / 127 (llama.cpp's Q8_0), then multiplied back."""
+    n = x.shape[-1]
+    blocks = torch.nn.functional.pad(x, (0, -n % 32)).unflatten(-1, (-1, 32))
+    top = blocks.abs().amax(-1, keepdim=True)
+    q = torch.where(top > 0, torch.round(blocks * (127 / top.clamp(min=1e-30))), 0.0)
+    return (q * (top / 127)).flatten(-2)[..., :n]
+
+
+def quantize_activations_as_the_step_does(m) -> None:
+    """The PyTorch reference of the fused step's integer products: every int8/int4 layer's input
+    passes through q8_activations (the tied head is the embedding table's layer)."""
+    for module in m.modules():
+        if isinstance(module, (Int8Linear, Int4Linear)):
+            module.register_forward_pre_hook(lambda _module, args: (q8_activations(args[0]),))
+
+
+# (model options, quantization, fused step options, whether the reference quantizes activations, tolerance)
 VARIANTS = {
-    "fp32": ({}, None, 1e-5),
-    "fp32-untied-mha": ({"tie_weights": False, "n_kv_head": 4}, None, 1e-5),
-    "int8": ({}, {"method": "int8"}, 1e-4),  # the tolerance tests/transforms/test_quantize.py uses for int8
-    "int8-float-embedding": ({"tie_weights": False}, {"method": "int8", "embedding": False, "head": True}, 1e-4),
+    "fp32": ({}, None, {}, False, 1e-5),
+    "fp32-untied-mha": ({"tie_weights": False, "n_kv_head": 4}, None, {}, False, 1e-5),
+    # float activations: the PyTorch int8 model's numbers, within the tolerance tests/transforms/test_quantize.py uses
+    "int8-float-activations": ({}, {"method": "int8"}, {"quantize_activations": False}, False, 1e-4),
+    "int8": ({}, {"method": "int8"}, {}, True, 1e-4),
+    "int8-plain-loops": ({}, {"method": "int8"}, {"vnni": False}, True, 1e-4),
+    "int8-float-embedding": ({"tie_weights": False}, {"method": "int8", "embedding": False, "head": True}, {}, True, 1e-4),
+    # int4 needs whole groups of 32: n_embd 64, hidden 96 (a lone last group in each down row)
+    "int4": ({"n_embd": 64, "ffn_hidden": 96}, {"method": "int4", "group_size": 32}, {}, True, 1e-4),
+    "int4-plain-loops": ({"n_embd": 64, "ffn_hidden": 96}, {"method": "int4", "group_size": 32}, {"vnni": False}, True, 1e-4),
 }
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @torch.inference_mode()
 def test_fused_steps_give_the_reference_logits_and_cache(variant, threads):
-    kw, quant, tol = VARIANTS[variant]
+    kw, quant, options, quantized_activations, tol = VARIANTS[variant]
     reference = model(**kw)
     if quant:
         quantize(reference, **quant)
     fused_model = prepare_for_inference(copy.deepcopy(reference))
-    fused = fused_decode_step(fused_model)
+    fused = fused_decode_step(fused_model, **options)
     assert fused is not None
+    if quantized_activations:
+        quantize_activations_as_the_step_does(reference)
+        quantize_activations_as_the_step_does(fused_model)  # its prefill, which runs the PyTorch model
     prompt = torch.randint(0, V, (1, 7))
     ours, theirs = KVCache(reference.config, 1, 30), KVCache(reference.config, 1, 30)
     logits = reference(prompt, cache=theirs, last_only=True)[0][:, -1]
@@ -105,17 +134,21 @@ def test_the_context_limit_holds():
             fused.step(0, cache)
 
 
-@pytest.mark.parametrize("case", ["not prepared", "gpt2-style", "int4", "int8 asymmetric"])
+@pytest.mark.parametrize("case", ["not prepared", "gpt2-style", "int4 group 64", "int4 float activations",
+                                  "int8 asymmetric"])
 def test_models_it_does_not_cover_run_the_pytorch_model(case):
+    options = {}
     if case == "gpt2-style":
         m = prepare_for_inference(model(position="learned", norm="layernorm", ffn="gelu", bias=True))
-    elif case == "int4":
-        m = prepare_for_inference(quantize(model(n_embd=64, ffn_hidden=64), "int4", group_size=32))
+    elif case.startswith("int4"):
+        group = 64 if case == "int4 group 64" else 32
+        options = {"quantize_activations": False} if case == "int4 float activations" else {}
+        m = prepare_for_inference(quantize(model(n_embd=64, ffn_hidden=64), "int4", group_size=group))
     elif case == "int8 asymmetric":
         m = prepare_for_inference(quantize(model(), "int8", asymmetric=True))
     else:
         m = model()
-    assert fused_decode_step(m) is None
+    assert fused_decode_step(m, **options) is None
 
 
 @pytest.mark.parametrize("options", [{"qk_norm": True}, {"fan_input": "fan"}, {"cola_targets": ["attn"]},
@@ -129,3 +162,43 @@ def test_layers_the_step_does_not_compute_run_the_pytorch_model(options):
     with torch.inference_mode():
         expected = int(m(torch.tensor(prompt))[0][0, -1].argmax())
     assert Engine(m).generate(prompt, config)[0].token_ids[0] == expected
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("vnni", [False, True], ids=["plain-loops", "vnni"])
+@pytest.mark.parametrize("shape", [(7, 40), (33, 96), (64, 256), (48, 288)])
+def test_integer_products_equal_the_q8_reference(bits, vnni, shape):
+    # The step's products against float64 torch on the same integers: the VNNI loop (the offset
+    # trick, lane scales, masked tails, int4's nibble order) and the plain one must both match.
+    ext = decode_kernels()
+    if vnni and not ext.vnni:
+        pytest.skip("this CPU has no AVX-512 VNNI")
+    out, inp = shape
+    if bits == 4 and inp % 32:
+        pytest.skip("int4 in the step takes whole groups of 32")
+    torch.manual_seed(inp)
+    w, x = torch.randn(out, inp), torch.randn(inp) * torch.rand(inp) * 5  # uneven block scales
+    layer = Int8Linear(w, None) if bits == 8 else Int4Linear(w, None, 32)
+    expected = layer.dequantized().double() @ q8_activations(x).double()
+    got = ext.matvec(layer.qweight, layer.scale, x, True, vnni)
+    torch.testing.assert_close(got.double(), expected, atol=1e-5 * float(expected.abs().max()), rtol=0)
+
+
+@torch.inference_mode()
+def test_quantized_activations_keep_the_int8_models_greedy_tokens():
+    # The step's int8 x int8 products change the logits by about the activations' rounding (1/254
+    # of each block's largest value); on this model the greedy tokens stay those of the PyTorch
+    # int8 model with float activations, and the logits within 2 % of their spread.
+    reference = quantize(model(2, n_embd=64, ffn_hidden=96), "int8")
+    prepared = prepare_for_inference(copy.deepcopy(reference))
+    config = GenerationConfig(max_new_tokens=24, temperature=0.0)
+    prompt = [[5, 7, 11, 13]]
+    assert fused_decode_step(prepared) is not None
+    assert Engine(prepared).generate(prompt, config)[0].token_ids == Engine(reference).generate(prompt, config)[0].token_ids
+    fused = fused_decode_step(prepared)
+    ours, theirs = KVCache(reference.config, 1, 30), KVCache(reference.config, 1, 30)
+    prepared(torch.tensor(prompt[:1])[:, :-1], cache=ours)
+    reference(torch.tensor(prompt[:1])[:, :-1], cache=theirs)
+    expected = reference(torch.tensor([[prompt[0][-1]]]), cache=theirs, last_only=True)[0][:, -1]
+    got = fused.step(prompt[0][-1], ours)
+    assert (got - expected).abs().max() <= 0.02 * (expected.max() - expected.min())

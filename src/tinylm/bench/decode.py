@@ -9,17 +9,20 @@ Goal: >= 1.5x HF at batch 1 and at batch 8.
 
 `threads` rows: the same decode pinned to 1 and then 2 threads (torch.set_num_threads), in
 rounds that time every runner once (a burst of other work then slows one round of each,
-not every round of one), best round kept: tinylm fp32 at batch 1 and 8, and llama.cpp on
+not every round of one), best round kept: tinylm fp32 at batch 1 and 8, tinylm int8 and int4
+(group 32; both decode batch 1 through the fused step, with activations quantized per block of
+32 as llama.cpp's Q8_0 does) at batch 1, and llama.cpp on
 the same weights exported by tinylm's export-gguf, F32 and Q8_0, at batch 1 (when
 llama-cpp-python is installed: tinylm.bench.peers). llama.cpp's greedy tokens are checked
 against tinylm's on the first CHECK_TOKENS steps (F32 must agree; Q8_0 quantizes weights and
 activations, so its count of agreeing tokens is reported, not required).
-Goals: tinylm fp32 >= llama.cpp F32 at batch 1 on 1 and 2 threads; batch 8 >= 1.5x faster on
-2 threads than on 1.
+Goals: tinylm fp32 >= llama.cpp F32 and tinylm int8 >= llama.cpp Q8_0 at batch 1 on 1 and 2
+threads; batch 8 >= 1.5x faster on 2 threads than on 1.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import ExitStack
 from typing import Any
@@ -29,7 +32,7 @@ import torch
 from tinylm.generation import Engine, GenerationConfig
 from tinylm.model import GPT
 from tinylm.presets import model_config
-from tinylm.transforms import prepare_for_inference
+from tinylm.transforms import prepare_for_inference, quantize
 
 PROMPT_LEN = 16
 CHECK_TOKENS = 16
@@ -55,6 +58,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     cfg = model_config("llama-style-small", vocab_size=4096)
     model = GPT(cfg).eval()
     hf = to_hf(model).eval()
+    # quantized before preparing (prepare_for_inference changes the model in place)
+    quantized = {method: Engine(prepare_for_inference(quantize(copy.deepcopy(model), method, **options)))
+                 for method, options in (("int8", {}), ("int4", {"group_size": 32}))}
     engine = Engine(prepare_for_inference(model))
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     rows = []
@@ -78,7 +84,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "same_tokens_as_hf": same,
             "tinylm_weight_gb_per_s": round(weight_bytes * new_tokens / t_ours / 1e9, 2),
         })
-    threads = _thread_rows(model, engine, new_tokens, runs)
+    threads = _thread_rows(model, engine, quantized, new_tokens, runs)
     return {
         "model": {"preset": "llama-style-small", "parameters": model.num_params(), "weight_bytes": weight_bytes},
         "new_tokens": new_tokens,
@@ -87,13 +93,15 @@ def run(quick: bool = False) -> dict[str, Any]:
         "threads": threads,
         "goal": {"speedup_vs_hf_batch_1": ">= 1.5", "speedup_vs_hf_batch_8": ">= 1.5",
                  "tinylm_fp32_vs_llama_cpp_f32_batch_1": ">= 1.0 at 1 and 2 threads",
+                 "tinylm_int8_vs_llama_cpp_q8_0_batch_1": ">= 1.0 at 1 and 2 threads",
                  "batch_8_2_threads_vs_1_thread": ">= 1.5"},
         "anchor": "Hugging Face transformers generate() on the same weights, same run; llama.cpp (threads rows)",
     }
 
 
-def _thread_rows(model: GPT, engine: Engine, new_tokens: int, runs: int) -> dict[str, Any]:
-    """tinylm fp32 (batch 1 and 8) and llama.cpp F32 / Q8_0 (batch 1) at 1 and 2 threads."""
+def _thread_rows(model: GPT, engine: Engine, quantized: dict[str, Engine], new_tokens: int,
+                 runs: int) -> dict[str, Any]:
+    """tinylm fp32 (batch 1 and 8), tinylm int8 / int4 and llama.cpp F32 / Q8_0 (batch 1) at 1 and 2 threads."""
     from tinylm.bench import peers
 
     cfg = model.config
@@ -108,6 +116,8 @@ def _thread_rows(model: GPT, engine: Engine, new_tokens: int, runs: int) -> dict
             for threads in (1, 2):
                 torch.set_num_threads(threads)
                 timers = {f"tinylm fp32, batch {b}": (lambda ids=ids: engine.generate(ids, config)) for b, ids in prompts.items()}
+                timers.update({f"tinylm {method}, batch 1": (lambda e=e: e.generate(prompts[1], config))
+                               for method, e in quantized.items()})
                 row: dict[str, Any] = {}
                 for kind, name in peers.GGUF_KINDS.items():
                     if kind not in files:
@@ -130,6 +140,9 @@ def _thread_rows(model: GPT, engine: Engine, new_tokens: int, runs: int) -> dict
                 f32 = row.get("llama.cpp F32, batch 1 tokens/s")
                 if f32 is not None:
                     row["tinylm fp32 / llama.cpp F32, batch 1"] = round(row["tinylm fp32, batch 1 tokens/s"] / f32, 2)
+                q8 = row.get("llama.cpp Q8_0, batch 1 tokens/s")
+                if q8 is not None:
+                    row["tinylm int8 / llama.cpp Q8_0, batch 1"] = round(row["tinylm int8, batch 1 tokens/s"] / q8, 2)
                 out[f"{threads} thread{'s' if threads > 1 else ''}"] = row
         finally:
             torch.set_num_threads(before)

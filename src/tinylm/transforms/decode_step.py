@@ -10,12 +10,18 @@ split over torch's threads.
 
 It covers what the engine decodes most: a model prepared for inference
 (prepare_for_inference), llama-style (RoPE, RMSNorm, SwiGLU, pre-norm, no biases; grouped-
-query attention and a tied head are fine), with float32 weights or tinylm's symmetric
-int8 weights (quantize(model, "int8"), embedding and head included or not), on the CPU.
-`fused_decode_step(model)` returns None for anything else (GPT-2 style, int4, LoRA, an
-asymmetric zero point, a model not prepared, no compiler): the engine then runs the PyTorch
-model, which stays the reference that tests compare against. Batches of more than one row
-always run the PyTorch model: their matrix products already use all threads.
+query attention and a tied head are fine), with float32 weights or tinylm's symmetric int8
+or int4-group-32 weights (quantize(model, "int8" | "int4"), embedding and head included or
+not), on the CPU. Integer weights multiply activations quantized to int8 per block of 32
+inputs (d = max|x| / 127, as llama.cpp's Q8_0), with int32 sums (AVX-512 VNNI where the CPU
+has it): about the speed of llama.cpp's Q8_0 step, and other numbers than the PyTorch model,
+which multiplies by float activations. tests/transforms/test_decode_step.py checks them against
+the PyTorch model with the same activation rounding (1e-4) and the greedy tokens against the
+plain int8 model; `tinylm bench quant` measures the perplexity through this step.
+`fused_decode_step(model)` returns None for anything else (GPT-2 style, int4 with other
+groups, LoRA, an asymmetric zero point, a model not prepared, no compiler): the engine then
+runs the PyTorch model, which stays the reference that tests compare against. Batches of more
+than one row always run the PyTorch model.
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ from tinylm.model.ffn import SwiGLU
 from tinylm.model.norms import RMSNorm
 from tinylm.transforms.inference import PreparedLinear, PreparedSwiGLU, is_prepared
 from tinylm.transforms.kernels import decode_kernels
-from tinylm.transforms.quantize import Int8Linear, QuantizedEmbedding, TiedQuantizedHead
+from tinylm.transforms.quantize import Int4Linear, Int8Linear, QuantizedEmbedding, TiedQuantizedHead
 
 _NO_SCALE = torch.empty(0)
+# Inputs per activation scale when the step quantizes activations (llama.cpp's Q8_0 block); int4
+# weights run in the step only with groups of this size, so each group meets one activation block.
+ACTIVATION_BLOCK = 32
 
 
 class FusedDecodeStep:
@@ -50,8 +59,12 @@ class FusedDecodeStep:
         return logits
 
 
-def fused_decode_step(model: GPT | object) -> FusedDecodeStep | None:
-    """The fused step for `model`, or None where it does not apply (see the module notes)."""
+def fused_decode_step(model: GPT | object, *, quantize_activations: bool = True,
+                      vnni: bool = True) -> FusedDecodeStep | None:
+    """The fused step for `model`, or None where it does not apply (see the module notes).
+    `quantize_activations=False` multiplies int8 weights by float activations (the PyTorch
+    model's numbers; int4 then runs the PyTorch model); `vnni=False` takes the plain C++ loops
+    for the integer products even where the CPU has VNNI (tests compare the two)."""
     if not isinstance(model, GPT):  # another runtime behind the engine (tinylm.interop.onnx.OnnxModel)
         return None
     cfg = model.config
@@ -62,7 +75,7 @@ def fused_decode_step(model: GPT | object) -> FusedDecodeStep | None:
     # CoLA projections, and heads narrower than n_embd / n_head (a structurally pruned model).
     if cfg.qk_norm or cfg.fan_input != "none" or cfg.cola_targets or cfg.n_head * cfg.head_dim != cfg.n_embd:
         return None
-    if any(p.device.type != "cpu" or p.dtype not in (torch.float32, torch.int8)
+    if any(p.device.type != "cpu" or p.dtype not in (torch.float32, torch.int8, torch.uint8)
            for p in [*model.parameters(), *model.buffers()]):
         return None
     norms: list[torch.Tensor] = []
@@ -86,6 +99,8 @@ def fused_decode_step(model: GPT | object) -> FusedDecodeStep | None:
         embedding = None
     if embedding is None or any(m is None for m in matrices) or not isinstance(model.norm_f, RMSNorm):
         return None
+    if not quantize_activations and any(w.dtype == torch.uint8 for w, _ in [*matrices, embedding]):
+        return None
     ext = decode_kernels()
     if ext is None:
         return None
@@ -94,7 +109,7 @@ def fused_decode_step(model: GPT | object) -> FusedDecodeStep | None:
         return None
     kernel = ext.DecodeStep(norms, [w for w, _ in matrices], [s for _, s in matrices], embedding[0], embedding[1],
                             model.norm_f.weight.detach(), model.rope.cos, model.rope.sin, cfg.n_head, cfg.kv_heads,
-                            eps.pop())
+                            eps.pop(), quantize_activations, vnni and ext.vnni)
     return FusedDecodeStep(kernel, cfg.block_size)
 
 
@@ -104,5 +119,8 @@ def _matrix(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
     if type(layer) in (PreparedLinear, nn.Linear) and layer.bias is None:
         return layer.weight.detach(), _NO_SCALE
     if type(layer) is Int8Linear and layer.bias is None and layer.zero_point is None:
+        return layer.qweight, layer.scale
+    if (type(layer) is Int4Linear and layer.bias is None and layer.zero_point is None
+            and layer.group_size == ACTIVATION_BLOCK):
         return layer.qweight, layer.scale
     return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -60,9 +61,10 @@ def _build(name: str) -> ModuleType | None:
     flags = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
     base = Path(os.environ.get("TINYLM_KERNEL_DIR") or Path.home() / ".cache" / "tinylm" / "kernels")
     # -march=native code must not run on another CPU sharing the home folder; and one folder per
-    # kernel and version of its source and flags, so two checkouts of tinylm sharing the cache
+    # kernel, version of its source and flags, and Python environment (the build files name the
+    # interpreter's include paths), so two checkouts or two virtual environments sharing the cache
     # neither rebuild each other's kernels in turn nor wait on each other's build lock.
-    version = hashlib.sha256(source.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
+    version = hashlib.sha256(source.read_bytes() + " ".join([*flags, sys.prefix]).encode()).hexdigest()[:12]
     folder = base / _cpu_tag() / f"{name}-{version}"
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,13 @@
 //                    h = rms_norm(x) ; x += (silu(h @ Wgate.T) * (h @ Wup.T)) @ Wdown.T
 //   logits = rms_norm(x) @ Whead.T
 //
-// Matrices are float32 (out, in) or int8 (out, in) with one float scale per output row
-// (tinylm's symmetric int8, widened to float in registers). Each matrix-vector product is
+// Matrices are float32 (out, in), int8 (out, in) with one float scale per output row, or int4
+// (out, in / 2) nibbles with one scale per group of 32 inputs (tinylm's symmetric int8 / int4).
+// Integer weights multiply the activation vector quantized to int8 per block of 32 (as
+// llama.cpp's Q8_0 x Q8_0 dot does): int32 sums with AVX-512 VNNI where the CPU has it (the
+// build is per CPU, -march=native), plain loops otherwise; or, for int8, float activations
+// (the weights widened to float in registers: the PyTorch model's numbers, slower). The int8
+// weights stay the checkpoint's own tensors, read in place. Each matrix-vector product is
 // split by output rows over torch's intra-op threads (at::parallel_for, OpenMP), so both
 // cores stream their own half of every matrix. The reference is the PyTorch model
 // (tinylm/model); tests check the logits against it.
@@ -26,6 +31,9 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define TINYLM_VNNI 1
 #endif
 
 namespace {
@@ -74,36 +82,221 @@ inline float dot_i8(const int8_t* w, const float* x, int64_t n) {
   return s;
 }
 
-// A weight matrix as the step reads it: float rows, or int8 rows times a per-row scale.
+// The activation vector of a product with integer weights, quantized as llama.cpp's Q8_0 does:
+// blocks of 32 inputs, each with its own scale d = max|x| / 127 and q = round(x / d) in
+// -127..127. Integer weights then multiply it in integers (an int32 sum per block) and the float
+// scales are applied once per block: y_o = s_o * sum_b d_b * sum_{i in b} w_oi q_i (int8, one
+// weight scale per row), or sum_b s_ob d_b * sum_{i in b} (u_oi - 8) q_i (int4, group 32 = block).
+//
+// With AVX-512 VNNI one vpdpbusd multiplies 64 weight bytes by 64 activation bytes into 16 int32
+// lanes, lane k summing 4 products; its first operand is unsigned, so the weights are made
+// unsigned (int8: w ^ 0x80 = w + 128; int4: the stored nibble u = q + 8 already is) and each
+// lane's accumulator starts at minus that offset times the lane's 4 activations, which is known
+// once per vector: the lanes then hold exact signed block sums. Per 64-input chunk this keeps, per
+// lane, that start value and the scale d of the lane's block.
+constexpr int64_t BLOCK = 32;
+constexpr int64_t CHUNK = 64;
+
+enum class Kind { F32, I8, I4 };
+
+struct QuantizedVector {
+  int64_t n = 0;
+  std::vector<int8_t> q;        // (chunks * 64) natural order, zero padded
+  std::vector<float> d;         // (chunks * 2) block scales, 0 for padding
+  std::vector<int8_t> q4;       // int4 only: each full chunk as 32 even inputs then 32 odd ones (the
+                                // order of a chunk's unpacked nibbles: low nibble = even input)
+  std::vector<float> lane_d;    // (chunks * 16) scale of each lane's block
+  std::vector<int32_t> lane_c;  // (chunks * 16) accumulator start of each lane
+
+  void quantize(const float* x, int64_t size, Kind kind) {
+    n = size;
+    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
+    q.assign(chunks * CHUNK, 0);
+    d.assign(chunks * 2, 0.f);
+    for (int64_t b = 0; b * BLOCK < n; ++b) {
+      const int64_t lo = b * BLOCK, hi = std::min(n, lo + BLOCK);
+      float top = 0.f;
+      for (int64_t i = lo; i < hi; ++i) top = std::max(top, std::fabs(x[i]));
+      d[b] = top / 127.f;
+      if (top == 0.f) continue;  // an all-zero block stays zero
+      const float inv = 127.f / top;
+      for (int64_t i = lo; i < hi; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * inv));
+    }
+#ifdef TINYLM_VNNI
+    lane_d.assign(chunks * 16, 0.f);
+    lane_c.assign(chunks * 16, 0);
+    const int8_t* src = q.data();
+    int offset = 128;
+    if (kind == Kind::I4) {
+      q4.assign(chunks * CHUNK, 0);
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t p = 0; p < CHUNK; ++p) q4[c * CHUNK + p] = q[c * CHUNK + (p < 32 ? 2 * p : 2 * (p - 32) + 1)];
+      src = q4.data();
+      offset = 8;
+    }
+    for (int64_t c = 0; c < chunks; ++c) {
+      for (int64_t k = 0; k < 16; ++k) {
+        // int8: lane k holds inputs 4k..4k+3, block k / 8; int4: lanes 0-7 even and 8-15 odd
+        // inputs, block (k % 8) / 4.
+        const int64_t block = 2 * c + (kind == Kind::I4 ? (k % 8) / 4 : k / 8);
+        const int8_t* l = src + c * CHUNK + 4 * k;
+        lane_d[c * 16 + k] = d[block];
+        lane_c[c * 16 + k] = -offset * (l[0] + l[1] + l[2] + l[3]);
+      }
+    }
+#else
+    (void)kind;
+#endif
+  }
+};
+
+// Reference loops, the same integer sums in plain C++ (the fallback without VNNI; tests compare).
+inline float dot_q8_scalar(const int8_t* w, const QuantizedVector& v) {
+  float total = 0.f;
+  for (int64_t b = 0; b * BLOCK < v.n; ++b) {
+    int32_t acc = 0;
+    for (int64_t i = b * BLOCK; i < std::min(v.n, (b + 1) * BLOCK); ++i) acc += w[i] * v.q[i];
+    total += v.d[b] * static_cast<float>(acc);
+  }
+  return total;
+}
+
+// One group of 32 packed int4 weights (16 bytes) times block b of v, with the group's scale.
+inline float group_q4_scalar(const uint8_t* w, float s, const QuantizedVector& v, int64_t b) {
+  const int8_t* q = v.q.data() + b * BLOCK;
+  int32_t acc = 0;
+  for (int64_t j = 0; j < BLOCK / 2; ++j) acc += ((w[j] & 0x0F) - 8) * q[2 * j] + ((w[j] >> 4) - 8) * q[2 * j + 1];
+  return s * v.d[b] * static_cast<float>(acc);
+}
+
+inline float dot_q4_scalar(const uint8_t* w, const float* s, const QuantizedVector& v) {
+  float total = 0.f;
+  for (int64_t b = 0; b * BLOCK < v.n; ++b) total += group_q4_scalar(w + b * BLOCK / 2, s[b], v, b);
+  return total;
+}
+
+#ifdef TINYLM_VNNI
+inline float dot_q8_vnni(const int8_t* w, const QuantizedVector& v) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const int8_t* q = v.q.data();
+  const float* ld = v.lane_d.data();
+  const int32_t* lc = v.lane_c.data();
+  __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+  int64_t i = 0;
+  for (; i + 2 * CHUNK <= v.n; i += 2 * CHUNK, ld += 32, lc += 32) {  // two chunks: two chains
+    const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(w + i), flip);
+    const __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512(w + i + CHUNK), flip);
+    const __m512i a0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(lc), w0, _mm512_loadu_si512(q + i));
+    const __m512i a1 = _mm512_dpbusd_epi32(_mm512_loadu_si512(lc + 16), w1, _mm512_loadu_si512(q + i + CHUNK));
+    t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_loadu_ps(ld), t0);
+    t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), _mm512_loadu_ps(ld + 16), t1);
+  }
+  for (; i < v.n; i += CHUNK, ld += 16, lc += 16) {
+    // The row's last bytes: a masked load (the padding bytes become 0x80 against zero activations).
+    const __mmask64 m = v.n - i >= CHUNK ? ~0ULL : (1ULL << (v.n - i)) - 1;
+    const __m512i w0 = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w + i), flip);
+    const __m512i a0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(lc), w0, _mm512_loadu_si512(q + i));
+    t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_loadu_ps(ld), t0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(t0, t1));
+}
+
+inline float dot_q4_vnni(const uint8_t* w, const float* s, const QuantizedVector& v) {
+  // Lanes 0-3 and 8-11 belong to the chunk's first group, 4-7 and 12-15 to its second.
+  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const int8_t* q = v.q4.data();
+  const float* ld = v.lane_d.data();
+  const int32_t* lc = v.lane_c.data();
+  __m512 t0 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + CHUNK <= v.n; i += CHUNK, ld += 16, lc += 16) {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i / 2));
+    const __m256i low = _mm256_and_si256(packed, nibble);
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+    const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+    const __m512i a = _mm512_dpbusd_epi32(_mm512_loadu_si512(lc), u, _mm512_loadu_si512(q + i));
+    double two;  // the chunk's two group scales
+    std::memcpy(&two, s + i / BLOCK, sizeof two);
+    const __m512 scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(_mm_set_sd(two))));
+    t0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_loadu_ps(ld)), scale, t0);
+  }
+  float total = _mm512_reduce_add_ps(t0);
+  if (i < v.n) total += group_q4_scalar(w + i / 2, s[i / BLOCK], v, i / BLOCK);  // a last lone group
+  return total;
+}
+#endif
+
+// A weight matrix as the step reads it: float rows; int8 rows times a per-row scale; or int4
+// rows (symmetric, stored as nibbles q + 8, two per byte, low nibble first) times a scale per
+// group of 32 inputs.
 struct Matrix {
-  torch::Tensor weight;  // (out, in), float32 or int8, contiguous
-  torch::Tensor scale;   // (out,) float32 for int8; undefined for float32
+  torch::Tensor weight;  // (out, in) float32 or int8, or (out, in / 2) uint8, contiguous
+  torch::Tensor scale;   // (out,) for int8, (out, in / 32) for int4, float32; undefined for float32
+  Kind kind = Kind::F32;
   int64_t out = 0, in = 0;
+  // Raw pointers taken once: data_ptr<T>() is an out-of-line call with a dtype check, which per
+  // row (tens of thousands a step) cost a measurable part of a step.
+  const void* w = nullptr;
+  const float* s = nullptr;
 
   Matrix() = default;
-  Matrix(torch::Tensor w, torch::Tensor s) : weight(w.contiguous()), out(w.size(0)), in(w.size(1)) {
+  Matrix(torch::Tensor weights, torch::Tensor scales) : weight(weights.contiguous()), out(weights.size(0)), in(weights.size(1)) {
     if (weight.scalar_type() == torch::kInt8) {
-      TORCH_CHECK(s.defined() && s.numel() == out && s.scalar_type() == torch::kFloat, "int8 matrix needs (out,) float scales");
-      scale = s.contiguous();
+      kind = Kind::I8;
+      TORCH_CHECK(scales.defined() && scales.numel() == out && scales.scalar_type() == torch::kFloat,
+                  "int8 matrix needs (out,) float scales");
+    } else if (weight.scalar_type() == torch::kUInt8) {
+      kind = Kind::I4;
+      in = 2 * weight.size(1);
+      TORCH_CHECK(scales.defined() && scales.dim() == 2 && scales.size(0) == out && scales.size(1) * BLOCK == in &&
+                  scales.scalar_type() == torch::kFloat, "int4 matrix needs (out, in / 32) float scales");
     } else {
-      TORCH_CHECK(weight.scalar_type() == torch::kFloat, "matrices must be float32 or int8");
+      TORCH_CHECK(weight.scalar_type() == torch::kFloat, "matrices must be float32, int8 or packed int4");
+    }
+    w = weight.data_ptr();
+    if (kind != Kind::F32) {
+      scale = scales.contiguous();
+      s = scale.data_ptr<float>();
     }
   }
 
-  bool int8() const { return scale.defined(); }
-
-  // Row o . x (scaled for int8).
-  float row_dot(int64_t o, const float* x) const {
-    if (int8()) return dot_i8(weight.data_ptr<int8_t>() + o * in, x, in) * scale.data_ptr<float>()[o];
-    return dot_f32(weight.data_ptr<float>() + o * in, x, in);
+  // Row o . x: float activations (float and int8 weights), or the quantized vector v (int8 and
+  // int4 weights; `vnni` picks the VNNI loop where it was compiled).
+  float row_dot(int64_t o, const float* x, const QuantizedVector* v, bool vnni) const {
+    switch (kind) {
+      case Kind::F32:
+        return dot_f32(static_cast<const float*>(w) + o * in, x, in);
+      case Kind::I8: {
+        const int8_t* row = static_cast<const int8_t*>(w) + o * in;
+        if (v == nullptr) return dot_i8(row, x, in) * s[o];
+#ifdef TINYLM_VNNI
+        if (vnni) return dot_q8_vnni(row, *v) * s[o];
+#endif
+        return dot_q8_scalar(row, *v) * s[o];
+      }
+      case Kind::I4: {
+        const uint8_t* row = static_cast<const uint8_t*>(w) + o * in / 2;
+        const float* group_scales = s + o * (in / BLOCK);
+#ifdef TINYLM_VNNI
+        if (vnni) return dot_q4_vnni(row, group_scales, *v);
+#endif
+        return dot_q4_scalar(row, group_scales, *v);
+      }
+    }
+    return 0.f;
   }
 
   // Row o as floats (the embedding lookup).
   void row(int64_t o, float* y) const {
-    if (int8()) {
+    if (kind == Kind::I8) {
       const int8_t* q = weight.data_ptr<int8_t>() + o * in;
       const float s = scale.data_ptr<float>()[o];
       for (int64_t i = 0; i < in; ++i) y[i] = static_cast<float>(q[i]) * s;
+    } else if (kind == Kind::I4) {
+      const uint8_t* q = weight.data_ptr<uint8_t>() + o * in / 2;
+      const float* s = scale.data_ptr<float>() + o * (in / BLOCK);
+      for (int64_t i = 0; i < in; ++i) y[i] = static_cast<float>(((i % 2) ? q[i / 2] >> 4 : q[i / 2] & 0x0F) - 8) * s[i / BLOCK];
     } else {
       std::memcpy(y, weight.data_ptr<float>() + o * in, in * sizeof(float));
     }
@@ -113,11 +306,26 @@ struct Matrix {
 // Rows per task: small enough that both threads get a share of the smallest matrix.
 constexpr int64_t GRAIN = 16;
 
-void matvec(const Matrix& m, const float* x, float* y) {
-  at::parallel_for(0, m.out, GRAIN, [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) y[o] = m.row_dot(o, x);
-  });
-}
+// How a step multiplies by integer weights: float activations (int8 only, the weights widened to
+// float in registers), or activations quantized per block of 32 with the VNNI loop or the plain one.
+struct Products {
+  bool quantize = true;
+  bool vnni = true;
+
+  // The quantized form of x for matrices of m's kind into v, or nullptr where m reads floats.
+  const QuantizedVector* prepare(const Matrix& m, const float* x, QuantizedVector& v) const {
+    if (m.kind == Kind::F32 || (m.kind == Kind::I8 && !quantize)) return nullptr;
+    v.quantize(x, m.in, m.kind);
+    return &v;
+  }
+
+  void matvec(const Matrix& m, const float* x, float* y, QuantizedVector& v) const {
+    const QuantizedVector* qv = prepare(m, x, v);
+    at::parallel_for(0, m.out, GRAIN, [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) y[o] = m.row_dot(o, x, qv, vnni);
+    });
+  }
+};
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   double ss = 0.0;  // double: the same result as torch's float kernel to within rounding, whatever the order
@@ -135,8 +343,9 @@ class DecodeStep {
  public:
   DecodeStep(std::vector<torch::Tensor> norms, std::vector<torch::Tensor> weights, std::vector<torch::Tensor> scales,
              torch::Tensor embedding, torch::Tensor embedding_scale, torch::Tensor final_norm,
-             torch::Tensor cos, torch::Tensor sin, int64_t n_head, int64_t n_kv_head, double eps)
-      : n_head_(n_head), n_kv_head_(n_kv_head), eps_(static_cast<float>(eps)), cos_(cos.contiguous()), sin_(sin.contiguous()),
+             torch::Tensor cos, torch::Tensor sin, int64_t n_head, int64_t n_kv_head, double eps,
+             bool quantize_activations, bool vnni)
+      : products_{quantize_activations, vnni}, n_head_(n_head), n_kv_head_(n_kv_head), eps_(static_cast<float>(eps)), cos_(cos.contiguous()), sin_(sin.contiguous()),
         final_norm_(final_norm.contiguous()) {
     TORCH_CHECK(weights.size() == scales.size() && weights.size() % 5 == 1 && norms.size() * 5 == (weights.size() - 1) * 2,
                 "decode step: 5 matrices and 2 norms per layer, then the head");
@@ -151,6 +360,9 @@ class DecodeStep {
     dim_ = embedding_.in;
     head_dim_ = cos_.size(1);
     hidden_ = layers_.at(0).gate.out;
+    for (const Layer& L : layers_) TORCH_CHECK(L.gate.kind == L.up.kind, "decode step: gate and up of one kind");
+    for (const Matrix* m : all_matrices())
+      TORCH_CHECK(m->kind != Kind::I4 || quantize_activations, "decode step: int4 weights need quantized activations");
     TORCH_CHECK(n_head_ * head_dim_ == dim_ && n_head_ % n_kv_head_ == 0, "decode step: head sizes do not add up");
     x_.resize(dim_);
     h_.resize(dim_);
@@ -184,7 +396,7 @@ class DecodeStep {
     for (size_t l = 0; l < layers_.size(); ++l) {
       const Layer& L = layers_[l];
       rms_norm(x, L.norm1.data_ptr<float>(), h, dim_, eps_);
-      matvec(L.qkv, h, qkv_.data());
+      products_.matvec(L.qkv, h, qkv_.data(), qv_);
       // RoPE, "rotate half": pairs (i, i + D/2); the sin table's first half is stored negated.
       float tmp[1024];
       TORCH_CHECK(D <= 1024, "head_dim too large");
@@ -222,39 +434,68 @@ class DecodeStep {
           }
         }
       });
-      matvec(L.proj, att_.data(), h);
+      products_.matvec(L.proj, att_.data(), h, qv_);
       for (int64_t i = 0; i < dim_; ++i) x[i] += h[i];
       rms_norm(x, L.norm2.data_ptr<float>(), h, dim_, eps_);
       // SwiGLU: gate and up read the same h; one pass computes silu(gate) * up per hidden unit.
+      const QuantizedVector* hq = products_.prepare(L.gate, h, qv_);  // gate and up: the same kind
       at::parallel_for(0, hidden_, GRAIN, [&](int64_t begin, int64_t end) {
         for (int64_t j = begin; j < end; ++j) {
-          const float g = L.gate.row_dot(j, h);
-          ffn_[j] = g / (1.f + std::exp(-g)) * L.up.row_dot(j, h);
+          const float g = L.gate.row_dot(j, h, hq, products_.vnni);
+          ffn_[j] = g / (1.f + std::exp(-g)) * L.up.row_dot(j, h, hq, products_.vnni);
         }
       });
-      matvec(L.down, ffn_.data(), att_.data());
+      products_.matvec(L.down, ffn_.data(), att_.data(), qv_);
       for (int64_t i = 0; i < dim_; ++i) x[i] += att_[i];
     }
     rms_norm(x, final_norm_.data_ptr<float>(), h, dim_, eps_);
     auto logits = torch::empty({1, head_.out}, torch::kFloat);
-    matvec(head_, h, logits.data_ptr<float>());
+    products_.matvec(head_, h, logits.data_ptr<float>(), qv_);
     return logits;
   }
 
  private:
+  std::vector<const Matrix*> all_matrices() const {
+    std::vector<const Matrix*> out{&head_};
+    for (const Layer& L : layers_) out.insert(out.end(), {&L.qkv, &L.proj, &L.gate, &L.up, &L.down});
+    return out;
+  }
+
+  Products products_;
   std::vector<Layer> layers_;
   Matrix head_, embedding_;
   int64_t n_head_, n_kv_head_, dim_ = 0, head_dim_ = 0, hidden_ = 0;
   float eps_;
   torch::Tensor cos_, sin_, final_norm_;
   std::vector<float> x_, h_, qkv_, att_, ffn_, scores_;
+  QuantizedVector qv_;
 };
+
+
+// y = W x for one vector x through the step's own loops (tests compare the paths): weight and
+// scale as the step takes them, `quantize` and `vnni` as in Products.
+torch::Tensor matvec(torch::Tensor weight, torch::Tensor scale, torch::Tensor x, bool quantize, bool vnni) {
+  const Matrix m(weight, scale.numel() ? scale : torch::Tensor());
+  auto xc = x.contiguous();
+  TORCH_CHECK(xc.scalar_type() == torch::kFloat && xc.numel() == m.in, "x must be (in,) float32");
+  TORCH_CHECK(m.kind != Kind::I4 || quantize, "int4 weights need quantized activations");
+  auto y = torch::empty({m.out}, torch::kFloat);
+  QuantizedVector v;
+  Products{quantize, vnni}.matvec(m, xc.data_ptr<float>(), y.data_ptr<float>(), v);
+  return y;
+}
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+#ifdef TINYLM_VNNI
+  m.attr("vnni") = true;
+#else
+  m.attr("vnni") = false;
+#endif
+  m.def("matvec", &matvec);
   pybind11::class_<DecodeStep>(m, "DecodeStep")
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>, torch::Tensor,
-                          torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t, double>())
+                          torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t, double, bool, bool>())
       .def("step", &DecodeStep::step, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
