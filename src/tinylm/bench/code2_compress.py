@@ -130,9 +130,9 @@ VARIANTS: dict[str, Callable[[Path, Path], Path] | None] = {
     "structured: 1/4 of FFN channels": _pruned("structured", ffn=0.25),
     "structured: 1/4 of heads and FFN channels": _pruned("structured", heads=0.25, ffn=0.25),
     "distilled": _student(alpha=0.5),
-    "student, labels only": _student(alpha=1.0),
+    "student on labels only": _student(alpha=1.0),
 }
-STUDENTS = ("distilled", "student, labels only")  # their builders also take the training budget
+STUDENTS = ("distilled", "student on labels only")  # their builders also take the training budget
 
 
 def _weights_bytes(folder: Path) -> int:
@@ -228,7 +228,7 @@ def run(quick: bool = False, model: str | None = None, variants: list[str] | Non
             build = VARIANTS[name]
             if name in STUDENTS:
                 build = functools.partial(build, budget_s=distill_budget_s)
-            folder = ckpt if build is None else build(ckpt, root / name.replace(" ", "-").replace(",", ""))
+            folder = ckpt if build is None else build(ckpt, root / name.replace(" ", "-"))
             row = _row(name, folder, limit, latency_examples)
             rows.append(_student_row(row, folder, fp32_model.num_params()) if name in STUDENTS else row)
     fp32 = rows[0]
