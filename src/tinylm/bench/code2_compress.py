@@ -116,8 +116,9 @@ def _student(alpha: float) -> Callable[..., Path]:
     return build
 
 
-# name -> how to build the variant's folder from the fp32 checkpoint (None: the checkpoint itself)
-VARIANTS: dict[str, Callable[[Path, Path], Path] | None] = {
+# name -> how to build the variant's folder from the fp32 checkpoint (None: the checkpoint itself);
+# a student's builder also takes its training budget
+VARIANTS: dict[str, Callable[..., Path] | None] = {
     "fp32": None,
     "dynamic int8": _quantized("dynamic-int8"),
     "int8": _quantized("int8"),
@@ -132,7 +133,7 @@ VARIANTS: dict[str, Callable[[Path, Path], Path] | None] = {
     "distilled": _student(alpha=0.5),
     "student on labels only": _student(alpha=1.0),
 }
-STUDENTS = ("distilled", "student on labels only")  # their builders also take the training budget
+STUDENTS = ("distilled", "student on labels only")
 
 
 def _weights_bytes(folder: Path) -> int:
