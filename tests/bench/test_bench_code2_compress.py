@@ -41,6 +41,7 @@ def test_the_distilled_row_has_a_student_of_half_the_parameters(tiny_code2_model
     row = result["rows"][1]
     assert row["teacher_parameters"] == teacher and 0 < row["parameters"] <= teacher / 2
     assert row["train_steps"] > 0 and row["alpha"] == 0.5 and row["size_mb"] < result["rows"][0]["size_mb"]
+    assert row["best_val_loss"] > 0  # the student's own cross-entropy on the validation labels
     # Distillation moved the student towards its teacher (a fresh student is far from it).
     assert row["held_out_kl_after"] < row["held_out_kl_before"]
     assert result["met"]["distilled"]["parameters"] is True

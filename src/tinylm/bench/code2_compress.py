@@ -198,7 +198,10 @@ def _student_row(row: dict[str, Any], folder: Path, teacher_parameters: int) -> 
     import json
 
     figures = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    # The student's run: its validation loss (cross-entropy on the labels) tells a short budget from a small model.
+    val_loss = json.loads((folder.parent / "summary.json").read_text(encoding="utf-8"))["best_val_loss"]
     row.update(parameters=figures["student_parameters"], teacher_parameters=teacher_parameters,
+               best_val_loss=None if val_loss is None else round(val_loss, 4),
                parameters_ratio=round(figures["student_parameters"] / teacher_parameters, 3),
                train_steps=figures["step"], alpha=figures["alpha"], temperature=figures["temperature"],
                held_out_kl_before=round(figures["held_out_kl_before"], 4),
