@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tinylm.cli.main import build_parser
+from tinylm.errors import TinyLMError
 from tinylm.pipeline.kinds import KINDS, TINYLM
 from tinylm.pipeline.report import write_report
 
@@ -31,6 +32,8 @@ def test_every_parameter_becomes_a_flag_the_verb_accepts(name: str) -> None:
         del params["task"]
     if name == "bench":
         params["name"] = "kv-cache"
+    if name == "distill":  # a budget or a step count, not both (the verb's flags exclude each other)
+        del params["budget_s"]
     if name == "export":  # one format's flags at a time, each checked against its verb
         for fmt, only in (("hf", {}), ("onnx", {"int8": True}), ("gguf", {"type": "q8_0"})):
             inv = kind.build({"format": fmt, **only}, {"model": "m"}, 1)
@@ -50,6 +53,38 @@ def test_code2_training_takes_its_recipe_and_steps() -> None:
     inv = KINDS["train"].build({"task": "code2", "recipe": "code2-thesis", "max_steps": 5}, {"data": "../data"}, 2)
     args = build_parser().parse_args(inv.argv[len(TINYLM):])
     assert (args.data, args.recipe, args.max_steps, args.threads, args.out) == ("../data", "code2-thesis", 5, 2, ".")
+
+
+def test_distill_prune_finetune_pass_their_inputs_to_the_verb() -> None:
+    def parsed(kind: str, params: dict, inputs: dict):
+        checked = KINDS[kind].check(params, inputs, "stage")
+        return build_parser().parse_args(KINDS[kind].build(checked, inputs, 2).argv[len(TINYLM):])
+
+    args = parsed("distill", {"student": "llama-style-nano", "set": ["n_layer=1"], "budget_s": 30},
+                  {"teacher": "../train/model", "data": "../data"})
+    assert (args.teacher, args.data, args.budget_s, args.max_steps, args.overrides, args.out, args.threads) == \
+        ("../train/model", ["../data"], 30.0, None, ["n_layer=1"], ".", 2)
+    args = parsed("prune", {"method": "structured", "ffn": 0.25, "finetune_steps": 5},
+                  {"model": "../train/model", "text": "../v.txt", "data": "../t.txt"})
+    assert (args.checkpoint, args.method, args.ffn, args.text, args.data, args.out, args.json) == \
+        ("../train/model", "structured", 0.25, "../v.txt", "../t.txt", "model", True)
+    args = parsed("finetune", {"method": "lora", "rank": 4, "max_steps": 3}, {"model": "../m", "data": "../p.jsonl"})
+    assert (args.base, args.method, args.rank, args.max_steps, args.data, args.tensorboard) == \
+        ("../m", "lora", 4, 3, ["../p.jsonl"], False)
+    assert KINDS["finetune"].produces({"merge": True}) == ("adapter", "finetune.json", "merged")
+
+
+@pytest.mark.parametrize("kind, params, inputs, message", [
+    ("distill", {"student": "s", "max_steps": 2, "budget_s": 9.0}, {"teacher": "t"}, "max_steps or budget_s, not both"),
+    ("distill", {"student": "s"}, {}, "needs input 'teacher'"),
+    ("prune", {"method": "magnitude"}, {"model": "m", "data": "d"}, "set finetune_steps too"),
+    ("finetune", {"method": "lora"}, {"model": "m"}, "finetune needs data"),
+    ("finetune", {"task": "code2-thesis"}, {"model": "m", "data": "d"}, "the task's own data"),
+    ("finetune", {"recipe": "r"}, {"model": "m", "val_data": "v"}, "val_data goes with input data"),
+])
+def test_bad_distill_prune_finetune_stages_are_one_line(kind: str, params: dict, inputs: dict, message: str) -> None:
+    with pytest.raises(TinyLMError, match=message):
+        KINDS[kind].check(params, inputs, "stage 'x'")
 
 
 def test_report_draws_runs_evaluations_and_benchmarks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,7 +180,7 @@ BAD = {
                        "missing input @a/other.txt"),
     "unknown stage": ('[stages.b]\nkind = "shell"\ninputs = { x = "@zz" }\nrun = "true"\n', "no stage named 'zz'"),
     "unknown kind": ('[stages.a]\nkind = "compile"\n', "unknown stage kind 'compile'"),
-    "planned kind": ('[stages.a]\nkind = "finetune"\n', "'finetune' is not available in this tinylm yet"),
+    "finetune without data": ('[stages.a]\nkind = "finetune"\ninputs = { model = "." }\n', "finetune needs data"),
     "unknown parameter": ('[stages.a]\nkind = "gen-data"\nexamples = 5\n', "unknown parameter 'examples'"),
     "bad type": ('[stages.a]\nkind = "gen-data"\nn = "many"\n', "parameter 'n' must be int"),
     "bad choice": ('[stages.a]\nkind = "quantize"\nmethod = "int3"\ninputs = { model = "." }\n', "must be one of"),
@@ -270,3 +270,67 @@ def test_real_stages_rerun_bit_identical(tmp_path: Path) -> None:
     assert result["stages"]["train"]["last/model.safetensors"] == {"status": "identical"}
     assert result["stages"]["data"]["train.jsonl"] == {"status": "identical"}
     assert result["stages"]["report"]["loss.png"] == {"status": "identical"}
+
+
+COMPRESS = """
+[pipeline]
+name = "tiny-compress"
+threads = 1
+
+[stages.text]
+kind = "shell"
+run = "for i in $(seq 60); do echo \\"the cat sat on the mat $i; the dog ran to the log.\\"; done > corpus.txt"
+outputs = ["corpus.txt"]
+
+[stages.train]
+kind = "train"
+inputs = { data = "@text/corpus.txt" }
+tokenizer = "char"
+set = ["n_layer=2", "n_head=2", "n_embd=32", "block_size=32"]
+max_steps = 3
+batch_size = 4
+eval_every = 0
+warmup_steps = 1
+
+[stages.prune]
+kind = "prune"
+inputs = { model = "@train/last", text = "@text/corpus.txt" }
+method = "structured"
+ffn = 0.5
+
+[stages.distill]
+kind = "distill"
+inputs = { teacher = "@train/last", data = "@text/corpus.txt" }
+student = "gpt2-style-nano"
+set = ["n_layer=1", "n_head=2", "n_embd=16"]
+task = "text"
+max_steps = 2
+batch_size = 4
+
+[stages.finetune]
+kind = "finetune"
+inputs = { model = "@train/last", data = "@text/corpus.txt" }
+method = "lora"
+rank = 2
+max_steps = 2
+batch_size = 4
+"""
+
+
+def test_prune_distill_finetune_stages_run_and_produce_their_files(tmp_path: Path) -> None:
+    """The three compression verbs as stages on a tiny text model: each child accepts its command
+    line, writes what its kind promises, and the result loads (five torch children, ~20 s)."""
+    import tinylm
+
+    path = tmp_path / "compress.toml"
+    path.write_text(COMPRESS)
+    out = tmp_path / "out"
+    run_pipeline(load_pipeline(path), out, echo=quiet)
+    assert_consistent(out)
+    teacher = tinylm.load(out / "train" / "last").model.num_params()
+    assert tinylm.load(out / "prune" / "model").model.num_params() < teacher
+    assert json.loads((out / "prune" / "prune.json").read_text())["parameters_before"] == teacher
+    summary = json.loads((out / "distill" / "summary.json").read_text())
+    assert summary["steps"] == 2 and tinylm.load(out / "distill" / "model").model.num_params() < teacher
+    assert (out / "finetune" / "adapter").is_dir() and not (out / "finetune" / "tensorboard").exists()
+    assert json.loads((out / "finetune" / "finetune.json").read_text())["method"] == "lora"

@@ -102,6 +102,22 @@ def test_bad_settings_are_user_errors():
         distillation_loss(s, t[..., :5], y)
 
 
+def test_labels_only_skips_the_teacher_and_equals_the_loss_formula():
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    teacher, student = GPT(cfg), GPT(cfg)
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    x, y = torch.randint(13, (2, 8)), torch.randint(13, (2, 8))
+    y[0, :3] = -100
+    loss = DistillationObjective(teacher, alpha=1.0)(student, x, y)
+    assert calls == []  # alpha = 1: the teacher's forward pass would only cost time
+    expected = distillation_loss(student(x)[0], teacher(x)[0], y, alpha=1.0)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    DistillationObjective(teacher, alpha=0.5)(student, x, y)
+    assert len(calls) == 2  # the check above, and alpha < 1
+
+
 def test_the_teacher_is_frozen():
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.5)

@@ -20,9 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="CKPT", default=None,
                    help="a trained checkpoint (benchmarks that take one: quant, prune, code2-compress)")
     p.add_argument("--budget-s", type=float, default=None, metavar="S",
-                   help="each training run's time budget (benchmarks that take one: finetune, ablation)")
+                   help="each training run's time budget (benchmarks that take one: finetune, ablation; "
+                        "code2-compress: the students')")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation, code2-compress)")
     p.add_argument("--png", default=None, metavar="FILE", help="write the loss-vs-time curves here (ablation)")
     p.set_defaults(func=run)
 

@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--import-peft", metavar="PEFT_DIR", help="no training: a PEFT LoRA adapter for BASE's export-hf model "
                    "-> a tinylm adapter folder in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    # An event file's name holds the host and the time: a pipeline stage leaves it out to rerun bit-identical.
+    r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                   help="no TensorBoard event files (training on --data)")
     t = p.add_argument_group("training (with --resume, these override the run's saved values)")
     for field, (flag, kind, help_text) in TRAIN_FLAGS.items():
         t.add_argument(flag, dest=field, type=kind, default=None, metavar={int: "N", float: "X"}.get(kind, field.upper()),
@@ -215,7 +218,8 @@ def _fresh(args: argparse.Namespace) -> int:
     torch.manual_seed(given.get("seed", 1337))  # LoRA's A, the adapters, the virtual tokens
     apply_method(model, args.method, **settings)  # a pattern matching nothing etc. fails here, before any write
     data, copy = (None, None) if recipe.task is not None else _data(args, out)
-    cfg = None if recipe.task is not None else train_config(recipe, out, **given)
+    cfg = None if recipe.task is not None else train_config(recipe, out, **given,
+                                                             **({} if args.tensorboard else {"tensorboard": False}))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if not args.quiet:

@@ -73,12 +73,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _kinds(args: argparse.Namespace) -> int:
-    from tinylm.pipeline.kinds import KINDS, PLANNED
+    from tinylm.pipeline.kinds import KINDS
 
     for kind in KINDS.values():
         params = ", ".join(kind.params) or "-"
         inputs = "any" if kind.any_inputs else (", ".join(f"{k}{'' if r else '?'}" for k, r in kind.inputs.items())
                                                 or "-")
         print(f"{kind.name:10} {kind.help}\n{'':10} parameters: {params}, threads; inputs: {inputs}")
-    print(f"not yet available: {', '.join(PLANNED)}")
     return 0

@@ -6,8 +6,7 @@ the toolkit's verbs run the `tinylm` command itself (`python -c "...cli.main..."
 stage is exactly what a user would type, and a crash, a leak or a kill -9 stays inside
 that child: the runner only sees an exit code and a folder it has not yet adopted.
 
-Adding a kind is one entry in KINDS. Kinds listed in PLANNED exist as verbs elsewhere
-in the project but not yet in this tinylm; naming one is a one-line error that says so.
+Adding a kind is one entry in KINDS.
 """
 
 from __future__ import annotations
@@ -21,10 +20,6 @@ from tinylm.errors import TinyLMError
 
 TINYLM = [sys.executable, "-c", "import sys; from tinylm.cli.main import main; sys.exit(main())"]
 _REQUIRED = object()
-
-# Verbs being built elsewhere in the project; a pipeline naming them gets a clear error until
-# they land (then each is one KINDS entry, like the ones below).
-PLANNED = ("finetune", "prune", "distill")
 
 
 @dataclass(frozen=True)
@@ -288,6 +283,88 @@ def _bench(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
     return Invocation(argv, stdout="bench.json")
 
 
+# finetune, prune, distill ----------------------------------------------------------------
+
+FINETUNE = {
+    "method": Param(S, None, "--method", ("full", "lora", "prompt", "adapter")),
+    "rank": Param(I, None, "--rank"), "alpha": Param(F, None, "--alpha"), "lora_dropout": Param(F, None, "--lora-dropout"),
+    "targets": Param(S, None, "--targets"), "virtual_tokens": Param(I, None, "--virtual-tokens"),
+    "prompt_init": Param(S, None, "--prompt-init", ("vocab", "random")), "reduction": Param(I, None, "--reduction"),
+    "placement": Param(S, None, "--placement", ("houlsby", "pfeiffer")), "freeze": Param(S, None, "--freeze"),
+    "task": Param(S, None, "--task", ("code2-thesis", "code2-full", "code2")), "recipe": Param(S, None, "--recipe"),
+    "merge": Param(B, None, "--merge"),
+    "max_steps": Param(I, None, "--max-steps"), "batch_size": Param(I, None, "--batch-size"),
+    "grad_accum": Param(I, None, "--grad-accum"), "lr": Param(F, None, "--lr"), "min_lr": Param(F, None, "--min-lr"),
+    "warmup_steps": Param(I, None, "--warmup-steps"), "decay": Param(S, None, "--decay", ("cosine", "linear", "constant")),
+    "weight_decay": Param(F, None, "--weight-decay"), "grad_clip": Param(F, None, "--grad-clip"),
+    "eval_every": Param(I, None, "--eval-every"), "eval_batches": Param(I, None, "--eval-batches"),
+    "patience": Param(I, None, "--patience"), "log_every": Param(I, None, "--log-every"),
+    "token_budget": Param(I, None, "--token-budget"), "seed": Param(I, None, "--seed"),
+    "dtype": Param(S, None, "--dtype", ("float32", "bfloat16")),
+}
+
+
+def _check_finetune(p: dict[str, Any], inputs: dict[str, Any]) -> None:
+    if "task" in p and ("recipe" in p or "data" in inputs):
+        raise TinyLMError("finetune with a task trains on the task's own data; drop recipe and input data")
+    if "task" not in p and "recipe" not in p and "data" not in inputs:
+        raise TinyLMError("finetune needs data: task = \"code2-thesis\", a task's recipe, or input data")
+    if "val_data" in inputs and "data" not in inputs:
+        raise TinyLMError("input val_data goes with input data")
+
+
+def _finetune(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
+    argv = [*TINYLM, "finetune", inputs["model"], "--out", ".", "--threads", str(threads), "--quiet", "--no-tensorboard"]
+    if "data" in inputs:
+        argv += ["--data", inputs["data"]]
+    if "val_data" in inputs:
+        argv += ["--val-data", inputs["val_data"]]
+    return Invocation(argv + _flags(p, FINETUNE))
+
+
+PRUNE = {
+    "method": Param(S, _REQUIRED, "--method", ("magnitude", "structured")), "amount": Param(F, None, "--amount"),
+    "scope": Param(S, None, "--scope", ("layer", "global")), "head": Param(B, None, "--head"),
+    "heads": Param(F, None, "--heads"), "ffn": Param(F, None, "--ffn"),
+    "importance": Param(S, None, "--importance", ("weight", "activation")),
+    "finetune_steps": Param(I, None, "--finetune-steps"),
+}
+
+
+def _check_prune(p: dict[str, Any], inputs: dict[str, Any]) -> None:
+    if "data" in inputs and not p.get("finetune_steps"):
+        raise TinyLMError("input data is prune's fine-tuning text: set finetune_steps too")
+
+
+def _prune(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
+    argv = [*TINYLM, "prune", inputs["model"], "--out", "model", "--json", *_flags(p, PRUNE)]
+    for name in ("text", "data"):
+        if name in inputs:
+            argv += [f"--{name}", inputs[name]]
+    return Invocation(argv, stdout="prune.json")
+
+
+DISTILL = {
+    "student": Param(S, _REQUIRED, "--student"), "set": Param(L, None, "--set"),
+    "task": Param(S, None, "--task", ("code2", "text")), "alpha": Param(F, None, "--alpha"),
+    "temperature": Param(F, None, "--temperature"), "max_steps": Param(I, None, "--max-steps"),
+    "budget_s": Param(F, None, "--budget-s"), "batch_size": Param(I, None, "--batch-size"),
+    "lr": Param(F, None, "--lr"), "seed": Param(I, None, "--seed"), "force": Param(B, None, "--force"),
+}
+
+
+def _check_distill(p: dict[str, Any], inputs: dict[str, Any]) -> None:
+    if "max_steps" in p and "budget_s" in p:
+        raise TinyLMError("give distill max_steps or budget_s, not both")
+
+
+def _distill(p: dict[str, Any], inputs: Inputs, threads: int) -> Invocation:
+    argv = [*TINYLM, "distill", inputs["teacher"], "--out", ".", "--threads", str(threads), "--quiet"]
+    if "data" in inputs:
+        argv += ["--data", inputs["data"]]
+    return Invocation(argv + _flags(p, DISTILL))
+
+
 # report, shell ----------------------------------------------------------------------------
 
 REPORT = {"title": Param(S, "Pipeline report")}
@@ -325,6 +402,14 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          {"model": True, "data": False}, _eval_task, lambda p: ("report.json", "report.md")),
     Kind("bench", "tinylm bench NAME --json", BENCH, {"model": False}, _bench, lambda p: ("bench.json",),
          validate=_check_bench),
+    Kind("finetune", "tinylm finetune: full, LoRA, prompt tuning or adapters; adapter/ (and merged/ with merge)",
+         FINETUNE, {"model": True, "data": False, "val_data": False}, _finetune,
+         lambda p: ("adapter", "finetune.json", *(("merged",) if p.get("merge") else ())), validate=_check_finetune),
+    Kind("prune", "tinylm prune: a magnitude-pruned or structurally pruned checkpoint in model/", PRUNE,
+         {"model": True, "text": False, "data": False}, _prune, lambda p: ("model", "prune.json"),
+         validate=_check_prune),
+    Kind("distill", "tinylm distill: a smaller student trained from a teacher, in model/", DISTILL,
+         {"teacher": True, "data": False}, _distill, lambda p: ("model", "summary.json"), validate=_check_distill),
     Kind("report", "Markdown and PNG plots of the runs given as inputs", REPORT, {}, _report,
          lambda p: ("report.md",), any_inputs=True),
     Kind("shell", "a bash command run in the stage folder (inputs as $IN_<name>)", SHELL, {}, _shell,
@@ -335,7 +420,4 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 def get_kind(name: Any, where: str) -> Kind:
     if name in KINDS:
         return KINDS[name]
-    if name in PLANNED:
-        raise TinyLMError(f"{where}: stage kind {name!r} is not available in this tinylm yet "
-                          f"(available: {', '.join(KINDS)})")
     raise TinyLMError(f"{where}: unknown stage kind {name!r} (available: {', '.join(KINDS)})")

@@ -90,6 +90,10 @@ class DistillationObjective:
         self.teacher, self.alpha, self.temperature = freeze(teacher), alpha, temperature
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.alpha == 1.0:
+            # Labels only: the teacher's term weighs nothing, so its forward pass would only cost
+            # time (a baseline trained on the same time budget gets those steps).
+            return model(x, y)[1]
         with torch.no_grad():
             teacher_logits, _ = self.teacher(x)
         student_logits, _ = model(x)
