@@ -20,6 +20,10 @@ int8/int4 (per-tensor symmetric, int4 stored in int8: 1.88x smaller, 2.5x slower
 llama.cpp column (when llama-cpp-python is installed, tinylm.bench.peers): the same float
 model exported by tinylm's export-gguf as F32 and Q8_0, batch 1, timed in the same rounds
 with as many threads as torch uses; goal int8 >= llama.cpp Q8_0 tokens/s.
+ONNX Runtime column (when onnxruntime, onnx and onnxscript are installed): the float model
+exported by `tinylm export-onnx --int8` (ONNX Runtime's dynamic int8 MatMulInteger), run by the
+same engine at batch 1 and 8 in the same rounds, with as many threads as torch; goal tinylm's
+int8 faster than ONNX Runtime's int8.
 """
 
 from __future__ import annotations
@@ -108,6 +112,19 @@ def float_model(model: str | None, quick: bool) -> tuple[GPT, list[int] | None]:
     return base, _validation_ids(tokenizer, 1024 if quick else VAL_TOKENS)
 
 
+def _onnx_int8_engine(checkpoint: Path, out: Path) -> Engine | None:
+    """The float checkpoint exported to ONNX with int8 weights, in the engine; None without ONNX."""
+    try:
+        from tinylm.interop.onnx import ONNX_FILE, OnnxModel, export_onnx, require_onnx
+
+        require_onnx(export=True)
+    except TinyLMError:
+        return None
+    export_onnx(checkpoint, out, int8=True)
+    config = load_model(checkpoint).config
+    return Engine(OnnxModel(out / ONNX_FILE, config, threads=torch.get_num_threads()))  # type: ignore[arg-type]
+
+
 def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]], config: GenerationConfig,
                   runs: int, peers: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """tokens_per_s_batch_B of each engine for each batch of prompts (bench prune shares it), and
@@ -157,6 +174,11 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
                 step_perplexity = _step_perplexity(prepared, val)
                 if step_perplexity is not None:
                     rows[name]["perplexity_decode_step"] = round(step_perplexity, 4)
+        onnx_engine = _onnx_int8_engine(Path(tmp) / "fp32", Path(tmp) / "onnx-int8")
+    onnx_row: dict[str, Any] = {"tokens_per_s_batch_1": None, "tokens_per_s_batch_8": None,
+                                "note": "not installed (pip install 'tinylm[onnx]')"}
+    if onnx_engine is not None:
+        engines["onnx int8"] = onnx_engine
     peer_rows: dict[str, Any] = peers.not_installed_rows()
     with ExitStack() as stack:
         llms = {}
@@ -165,7 +187,9 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
             llms = {peers.GGUF_KINDS[k]: peers.LlamaCpp(path, base.config.block_size, torch.get_num_threads())
                     for k, path in files.items()}
         for name, speeds in decode_speeds(engines, prompts, config, runs, llms).items():
-            if name in engines:
+            if name == "onnx int8":
+                onnx_row = speeds
+            elif name in engines:
                 rows[name].update(speeds)
             else:
                 peer_rows[name] = speeds
@@ -186,6 +210,8 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
             "perplexity_increase": (row["perplexity_increase"] <= goal["perplexity_increase"]
                                     if row["perplexity"] is not None else None),
         }
+    if onnx_engine is not None:  # the compression issue: tinylm's int8 faster than ONNX Runtime's int8
+        met["int8_faster_than_onnx_runtime_int8"] = rows["int8"]["tokens_per_s_batch_1"] > onnx_row["tokens_per_s_batch_1"]
     return {
         "model": {"source": model or "llama-style-small, random weights", "parameters": base.num_params()},
         "new_tokens": new_tokens,
@@ -196,6 +222,10 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
         "int8_vs_llama_cpp_q8_0_batch_1": (
             round(rows["int8"]["tokens_per_s_batch_1"] / peer_rows["llama.cpp Q8_0"]["tokens_per_s_batch_1"], 2)
             if llms else None),
+        "onnx_runtime_int8": onnx_row,
+        "int8_vs_onnx_runtime_int8": (
+            {f"batch_{b}": round(rows["int8"][f"tokens_per_s_batch_{b}"] / onnx_row[f"tokens_per_s_batch_{b}"], 2)
+             for b in (1, 8)} if onnx_engine is not None else None),
         "threads": torch.get_num_threads(),
         "goal": GOALS,
         "goal_met": met,
