@@ -16,7 +16,7 @@ def test_educational_gpt_has_the_studys_shape_and_size():
     # The digest's derived count: ~9.65M (untied head, biases).
     assert round(build_model(cfg).num_params() / 1e6, 2) == 9.65
     recipe = load_recipe("educational-gpt")
-    assert (recipe.tokenizer, recipe.vocab_size, recipe.train["lr"], recipe.train["betas"]) == ("bpe", 8000, 1.5e-3, [0.9, 0.98])
+    assert (recipe.tokenizer, recipe.vocab_size, recipe.train["lr"], recipe.train["betas"]) == ("sentencepiece", 8000, 1.5e-3, [0.9, 0.98])
 
 
 @pytest.mark.parametrize("variant", [v for v in ABLATION_VARIANTS if v != "baseline"])

@@ -150,3 +150,15 @@ def test_train_with_a_sentencepiece_tokenizer(tmp_path, capsys):
     assert json.loads((out / "last" / "config.json").read_text())["vocab_size"] == 320
     assert json.loads((out / "recipe.json").read_text())["tokenizer"] == "sentencepiece"
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_time_budget_fits_the_schedule_so_the_decay_ends(tmp_path, corpus, capsys):
+    """--time-budget with far more steps than fit: the cosine decay (warm-up included) shrinks
+    to the budget and ends at min_lr, instead of the budget cutting the run off at peak lr."""
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(corpus), *TINY, "--out", str(out), "--max-steps", "1000000", "--time-budget", "3",
+            "--lr", "1e-3", "--min-lr", "1e-4", *FAST, "--warmup-steps", "100000"]  # the last --warmup-steps wins
+    assert cli.main(argv) == 0
+    assert "stopped (max_steps)" in capsys.readouterr().out
+    rows = [r for r in read_metrics(out / "metrics.jsonl") if "lr" in r]
+    assert rows[-1]["lr"] < 2e-4 and max(r["lr"] for r in rows) > 5e-4
