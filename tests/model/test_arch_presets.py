@@ -40,6 +40,9 @@ def test_lstm_recipes_use_the_lstm():
     (["bench", "ablation", "--variants", "colaa"], "unknown ablation variant"),
     (["bench", "ablation", "--budget-s", "0"], "must be positive"),
     (["bench", "decode", "--budget-s", "5"], "does not take --budget-s"),
+    (["bench", "train-shakespeare-char", "--recipes", "shakespeare-char", "code2-thesis"], "not a character-level"),
+    (["bench", "train-shakespeare-char", "--recipes", "no-such-recipe"], "no-such-recipe"),
+    (["bench", "ablation", "--recipes", "shakespeare-char"], "does not take --recipes"),
 ])
 def test_bench_ablation_bad_input_is_one_line(argv, words, capsys):
     assert cli.main(argv) == 2
