@@ -118,6 +118,13 @@ for _variant, (_model, _train) in ABLATION_VARIANTS.items():
         RECIPES[f"shakespeare-char-{_variant}"] = dict(
             _base, model={**_base["model"], **_model}, train={**_base["train"], **_train})
 
+# The CPU speedrun's candidate (bench train-shakespeare-char --recipes shakespeare-char-speedrun):
+# the fast recipe with Muon on the hidden matrices and QK-norm (which keeps the attention
+# logits bounded, so the step can stay large). Measured: docs/architectures.md.
+RECIPES["shakespeare-char-speedrun"] = dict(
+    RECIPES["shakespeare-char"], model={"qk_norm": True},
+    train={**RECIPES["shakespeare-char"]["train"], "optimizer": "muon"})
+
 
 def preset_names() -> list[str]:
     return [f"{f}-{s}" for f in FAMILIES for s in SIZES] + list(SPECIAL)

@@ -62,7 +62,7 @@ def train_timed(
     or ending early and idling at the minimum learning rate."""
     recipe = load_recipe(name)
     steps = max_steps or recipe.train["max_steps"] * (STEPS_HEADROOM if stop_at_s else 1)
-    train_cfg = train_config(recipe, data_dir / name, max_steps=steps, eval_every=0, save_every=0, tensorboard=False)
+    train_cfg = train_config(recipe, data_dir / recipe.name, max_steps=steps, eval_every=0, save_every=0, tensorboard=False)
     run = prepare_run(recipe, train_cfg, Corpus(data_dir), tokenizer=tokenizer)
     model, block_size = run.model, run.model.config.block_size
     val = [TextDataset(data_dir / f"{split}.bin", block_size) for split in ("val", "test")]
