@@ -48,3 +48,9 @@ def test_bench_ablation_bad_input_is_one_line(argv, words, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err
+
+
+def test_speedrun_recipe_is_the_fast_recipe_with_muon_qk_norm_and_twice_the_lr():
+    fast, speedrun = load_recipe("shakespeare-char"), load_recipe("shakespeare-char-speedrun")
+    assert (speedrun.preset, speedrun.tokenizer, speedrun.model) == (fast.preset, "char", {"qk_norm": True})
+    assert speedrun.train == {**fast.train, "optimizer": "muon", "lr": 2 * fast.train["lr"]}
