@@ -16,7 +16,7 @@ def test_educational_gpt_has_the_studys_shape_and_size():
     # The digest's derived count: ~9.65M (untied head, biases).
     assert round(build_model(cfg).num_params() / 1e6, 2) == 9.65
     recipe = load_recipe("educational-gpt")
-    assert (recipe.tokenizer, recipe.vocab_size, recipe.train["lr"], recipe.train["betas"]) == ("bpe", 8000, 1.5e-3, [0.9, 0.98])
+    assert (recipe.tokenizer, recipe.vocab_size, recipe.train["lr"], recipe.train["betas"]) == ("sentencepiece", 8000, 1.5e-3, [0.9, 0.98])
 
 
 @pytest.mark.parametrize("variant", [v for v in ABLATION_VARIANTS if v != "baseline"])
@@ -40,8 +40,17 @@ def test_lstm_recipes_use_the_lstm():
     (["bench", "ablation", "--variants", "colaa"], "unknown ablation variant"),
     (["bench", "ablation", "--budget-s", "0"], "must be positive"),
     (["bench", "decode", "--budget-s", "5"], "does not take --budget-s"),
+    (["bench", "train-shakespeare-char", "--recipes", "shakespeare-char", "code2-thesis"], "not a character-level"),
+    (["bench", "train-shakespeare-char", "--recipes", "no-such-recipe"], "no-such-recipe"),
+    (["bench", "ablation", "--recipes", "shakespeare-char"], "does not take --recipes"),
 ])
 def test_bench_ablation_bad_input_is_one_line(argv, words, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err
+
+
+def test_speedrun_recipe_is_the_fast_recipe_with_muon_qk_norm_and_twice_the_lr():
+    fast, speedrun = load_recipe("shakespeare-char"), load_recipe("shakespeare-char-speedrun")
+    assert (speedrun.preset, speedrun.tokenizer, speedrun.model) == (fast.preset, "char", {"qk_norm": True})
+    assert speedrun.train == {**fast.train, "optimizer": "muon", "lr": 2 * fast.train["lr"]}

@@ -150,3 +150,19 @@ def test_train_with_a_sentencepiece_tokenizer(tmp_path, capsys):
     assert json.loads((out / "last" / "config.json").read_text())["vocab_size"] == 320
     assert json.loads((out / "recipe.json").read_text())["tokenizer"] == "sentencepiece"
     assert tok.decode(tok.encode(text)) == text
+
+
+
+def test_time_budget_fits_the_schedule_warmup_included():
+    """`tinylm train --time-budget` hands the trainer a FitScheduleToBudget that shrinks the
+    warm-up with the schedule (its arithmetic: tests/training/test_training_schedule.py);
+    without a budget, the recipe's schedule is left alone. No clock here: the fit itself is
+    checked on a fake trainer, so the test does not depend on the machine's speed."""
+    from tinylm.cli.train import _budget_fit
+    from tinylm.training.config import TrainConfig
+    from tinylm.training.schedule import FitScheduleToBudget
+
+    assert _budget_fit(TrainConfig(out_dir="x", max_steps=8000, warmup_steps=1000)) == []
+    [fit] = _budget_fit(TrainConfig(out_dir="x", max_steps=8000, warmup_steps=1000, time_budget_s=900.0))
+    assert isinstance(fit, FitScheduleToBudget)
+    assert (fit.budget_s, fit.reserve_s, fit.max_steps, fit.warmup_steps) == (900.0, 27.0, 8000, 1000)

@@ -40,3 +40,21 @@ def test_decay_is_monotone(decay):
 def test_unknown_decay():
     with pytest.raises(ValueError):
         lr_at(5, lr=1.0, min_lr=0.0, warmup_steps=0, max_steps=10, decay="step")
+
+
+def test_fitted_schedule_keeps_the_warmup_share():
+    """A recipe of 8 000 steps with 1 000 warm-up steps, of which 200 fit in the budget:
+    warm-up becomes 25 steps (1/8), not 1 000 (the run would end still warming up)."""
+    from types import SimpleNamespace
+
+    from tinylm.training.schedule import FitScheduleToBudget
+
+    fit = FitScheduleToBudget(budget_s=100.0, reserve_s=0.0, max_steps=8000, every=10, warmup_steps=1000)
+    trainer = SimpleNamespace(progress=SimpleNamespace(step=20, elapsed_s=10.0),
+                              cfg=SimpleNamespace(max_steps=8000, warmup_steps=1000))
+    fit(trainer, {})
+    assert (trainer.cfg.max_steps, trainer.cfg.warmup_steps) == (200, 25)
+    plain = SimpleNamespace(progress=SimpleNamespace(step=20, elapsed_s=10.0),
+                            cfg=SimpleNamespace(max_steps=8000, warmup_steps=1000))
+    FitScheduleToBudget(100.0, 0.0, max_steps=8000, every=10)(plain, {})
+    assert (plain.cfg.max_steps, plain.cfg.warmup_steps) == (200, 1000)  # without warmup_steps: untouched

@@ -10,7 +10,9 @@ Validation is the last 10 % of the text (nanoGPT's split: our val and test split
 scored in full, window by window, so the loss has no sampling noise. Only optimizer steps are
 timed; evaluations pause the clock. Anchor: nanoGPT reaches 1.886 in about 85 s on 2 cores.
 Goals: (a) 1.89 or better; (b) the reference's loss in at most half its time, and 1.70 or
-below in the reference's time.
+below in the reference's time. The CPU speedrun (the efficient-architecture issue) asks more
+of the best combination: at most 1/3 of the reference's time, and 1.60 or below in its time;
+`--recipes A B ...` runs candidates (e.g. shakespeare-char-speedrun) against one reference.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 
 from tinylm.data import TextDataset, prepare_corpus, tinyshakespeare_path
+from tinylm.errors import TinyLMError
 from tinylm.model import GPT
 from tinylm.tokenizers import read_text, train_tokenizer
 from tinylm.training import FitScheduleToBudget
@@ -59,7 +62,7 @@ def train_timed(
     or ending early and idling at the minimum learning rate."""
     recipe = load_recipe(name)
     steps = max_steps or recipe.train["max_steps"] * (STEPS_HEADROOM if stop_at_s else 1)
-    train_cfg = train_config(recipe, data_dir / name, max_steps=steps, eval_every=0, save_every=0, tensorboard=False)
+    train_cfg = train_config(recipe, data_dir / recipe.name, max_steps=steps, eval_every=0, save_every=0, tensorboard=False)
     run = prepare_run(recipe, train_cfg, Corpus(data_dir), tokenizer=tokenizer)
     model, block_size = run.model, run.model.config.block_size
     val = [TextDataset(data_dir / f"{split}.bin", block_size) for split in ("val", "test")]
@@ -88,7 +91,30 @@ def train_timed(
             "reached_target_s": None if reached_at is None else round(reached_at, 2)}
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def _candidate(name: str, ref: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:
+    reached = fast["reached_target_s"]
+    return {
+        **{k: fast[k] for k in ("recipe", "parameters", "steps", "tokens", "train_s")},
+        "seconds_to_reference_loss": reached,
+        "val_loss_at_reference_time": fast["final_val_loss"],
+        "time_ratio": None if reached is None else round(reached / ref["train_s"], 3),
+    }
+
+
+def _char_recipes(names: list[str]) -> list[str]:
+    """The candidates, checked before anything trains: text recipes with a character tokenizer."""
+    for name in names:
+        recipe = load_recipe(name)
+        if recipe.task is not None or recipe.tokenizer != "char":
+            raise TinyLMError(f"recipe {name} is not a character-level text recipe; train-shakespeare-char "
+                              "compares char recipes (e.g. shakespeare-char, shakespeare-char-speedrun)")
+    return names
+
+
+def run(quick: bool = False, recipes: list[str] | None = None) -> dict[str, Any]:
+    """The reference, then each candidate recipe (default: shakespeare-char) against it:
+    one reference run serves them all, so trying three candidates costs four trainings."""
+    names = _char_recipes(recipes or ["shakespeare-char"])
     source = tinyshakespeare_path()
     text = read_text(source)
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,18 +124,20 @@ def run(quick: bool = False) -> dict[str, Any]:
         ref_steps = 100 if quick else None
         ref = train_timed("nanogpt-shakespeare-char", data_dir, tokenizer, eval_every=ref_steps or 500,
                           max_steps=ref_steps)
-        fast = train_timed("shakespeare-char", data_dir, tokenizer, eval_every=20 if quick else 50,
-                           stop_at_s=ref["train_s"], target=ref["final_val_loss"], max_steps=100 if quick else None)
-    reached = fast["reached_target_s"]
-    return {
+        runs = {name: train_timed(name, data_dir, tokenizer, eval_every=20 if quick else 50, stop_at_s=ref["train_s"],
+                                  target=ref["final_val_loss"], max_steps=100 if quick else None)
+                for name in names}
+    first = runs[names[0]]
+    out = {
         "reference": {k: ref[k] for k in ("recipe", "parameters", "steps", "tokens", "train_s", "final_val_loss")},
-        "fast": {
-            **{k: fast[k] for k in ("recipe", "parameters", "steps", "tokens", "train_s")},
-            "seconds_to_reference_loss": reached,
-            "val_loss_at_reference_time": fast["final_val_loss"],
-            "time_ratio": None if reached is None else round(reached / ref["train_s"], 3),
-        },
-        "fast_curve": fast["curve"],
+        "fast": _candidate(names[0], ref, first),
+        "fast_curve": first["curve"],
+    }
+    if len(names) > 1:
+        out["candidates"] = {name: {**_candidate(name, ref, r), "curve": r["curve"]} for name, r in runs.items()}
+    return {
+        **out,
         "anchor": {"nanogpt_val_loss": 1.886, "nanogpt_seconds_2_cores": 85},
-        "goal": {"reference_val_loss": "<= 1.89", "time_ratio": "<= 0.5", "val_loss_at_reference_time": "<= 1.70"},
+        "goal": {"reference_val_loss": "<= 1.89", "time_ratio": "<= 0.5 (speedrun: <= 0.333)",
+                 "val_loss_at_reference_time": "<= 1.70 (speedrun: <= 1.60)"},
     }

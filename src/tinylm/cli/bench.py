@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "code2-compress: the students')")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation, code2-compress)")
+    p.add_argument("--recipes", nargs="+", default=None, metavar="NAME",
+                   help="candidate recipes against the reference (train-shakespeare-char; default shakespeare-char)")
     p.add_argument("--png", default=None, metavar="FILE", help="write the loss-vs-time curves here (ablation)")
     p.set_defaults(func=run)
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     benchmark = bench.get(args.name)
     # Options only some benchmarks take: passed when given, refused where not taken.
-    given = {k: getattr(args, k) for k in ("model", "budget_s", "variants", "png") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("model", "budget_s", "variants", "recipes", "png") if getattr(args, k) is not None}
     for key in given:
         if key not in inspect.signature(benchmark).parameters:
             raise TinyLMError(f"benchmark {args.name} does not take --{key.replace('_', '-')}")

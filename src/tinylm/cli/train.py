@@ -279,6 +279,18 @@ def _follower_run(args: argparse.Namespace, recipe):
     return prepare_run(recipe, cfg, data, tokenizer=load_tokenizer(data_dir))
 
 
+def _budget_fit(cfg) -> list:
+    """With a time budget, the lr schedule (warm-up included) shrinks to what fits in it, so
+    the cosine decay ends when the time does instead of the budget cutting it off at a high
+    learning rate (3 % of the budget kept for the final evaluation and checkpoint)."""
+    from tinylm.training.schedule import FitScheduleToBudget
+
+    if not cfg.time_budget_s:
+        return []
+    return [FitScheduleToBudget(cfg.time_budget_s, 0.03 * cfg.time_budget_s, cfg.max_steps,
+                                warmup_steps=cfg.warmup_steps)]
+
+
 def _train(args: argparse.Namespace) -> int:
     from tinylm.training import distributed
     from tinylm.training.run import ensure_new_run
@@ -324,7 +336,7 @@ def _train_here(args: argparse.Namespace) -> int:
         run = run or _follower_run(args, recipe)
     if not args.quiet:
         print(run.describe())
-    result = run.trainer(quiet=args.quiet).fit(resume=args.resume)
+    result = run.trainer(quiet=args.quiet, callbacks=_budget_fit(run.cfg)).fit(resume=args.resume)
     if not main:
         return 0
     out = Path(result.out_dir)

@@ -40,11 +40,16 @@ class FitScheduleToBudget:
     many more steps fit in what is left of the budget minus `reserve_s`; if that is fewer
     than the recipe's, max_steps comes down so the cosine decay still ends, instead of the
     budget cutting the run off at a high learning rate. It never goes above the recipe's
-    steps, so on a machine fast enough the run is exactly the recipe."""
+    steps, so on a machine fast enough the run is exactly the recipe.
 
-    def __init__(self, budget_s: float, reserve_s: float, max_steps: int, every: int = 20, min_steps: int = 10) -> None:
+    With `warmup_steps`, the warm-up shrinks with the schedule, keeping its share of the
+    recipe's steps: a recipe written for thousands of GPU steps (1 000 warm-up steps of
+    8 000) would otherwise still be warming up when a CPU's budget ends."""
+
+    def __init__(self, budget_s: float, reserve_s: float, max_steps: int, every: int = 20, min_steps: int = 10,
+                 warmup_steps: int | None = None) -> None:
         self.budget_s, self.reserve_s, self.max_steps = budget_s, reserve_s, max_steps
-        self.every, self.min_steps = every, min_steps
+        self.every, self.min_steps, self.warmup_steps = every, min_steps, warmup_steps
 
     def __call__(self, trainer: Any, row: dict[str, Any]) -> None:
         p = trainer.progress
@@ -53,3 +58,6 @@ class FitScheduleToBudget:
         per_step = p.elapsed_s / p.step
         left = self.budget_s - self.reserve_s - p.elapsed_s
         trainer.cfg.max_steps = min(self.max_steps, p.step + max(1, int(left / per_step)))
+        if self.warmup_steps is not None:
+            trainer.cfg.warmup_steps = min(self.warmup_steps,
+                                           round(self.warmup_steps * trainer.cfg.max_steps / self.max_steps))
