@@ -1,6 +1,6 @@
 """`tinylm tune RECIPE --trials N --out DIR`: hyperparameter search with Optuna.
 
-    tinylm tune code2-thesis --trials 20 --budget-s 45 --eval-every 100 --metric exact_match \
+    tinylm tune code2-thesis --space scratch --trials 20 --budget-s 45 --eval-every 100 --metric exact_match \
         --set task.final_blocks=50 --out runs/tune-code2
     tinylm tune shakespeare-char --data input.txt --space my_space.toml --trials 10 --out runs/tune-shk
     # several machines, one study (each machine runs the same command with its own --out):
