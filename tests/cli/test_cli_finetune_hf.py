@@ -79,3 +79,37 @@ def test_hf_bad_input_is_one_line(folders, tmp_path, capsys) -> None:
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
         assert not out.exists()
+
+
+def test_hf_finetune_resumes_where_it_was_interrupted(folders, tmp_path, monkeypatch) -> None:
+    """A run killed after its step-5 save and resumed ends with the adapter of an uninterrupted run
+    (optimizer moments, data order and LoRA dropout's RNG all come back)."""
+    from safetensors.torch import load_file
+
+    import tinylm.finetune_hf as fh
+
+    flags = ["--method", "lora", "--rank", "4", "--lora-dropout", "0.1", "--data", str(folders["data"]),
+             "--max-steps", "10", "--lr", "3e-2", "--batch-size", "4", "--eval-every", "5", "--quiet"]
+    assert main(["finetune", str(folders["t5"]), *flags, "--out", str(tmp_path / "whole")]) == 0
+
+    real, calls = fh._Batches.batch, {"n": 0}
+
+    def dies_at_step_7(self, indices):
+        if len(indices) == 4:  # training batches (validation batches hold the 1 held-out pair)
+            calls["n"] += 1
+            if calls["n"] == 7:
+                raise KeyboardInterrupt
+        return real(self, indices)
+
+    monkeypatch.setattr(fh._Batches, "batch", dies_at_step_7)
+    assert main(["finetune", str(folders["t5"]), *flags, "--out", str(tmp_path / "cut")]) != 0  # "interrupted"
+    monkeypatch.setattr(fh._Batches, "batch", real)
+    assert not (tmp_path / "cut" / "adapter").exists()
+    assert main(["finetune", "--resume", "--out", str(tmp_path / "cut"), "--quiet"]) == 0
+    whole = load_file(str(tmp_path / "whole" / "adapter" / "adapter_model.safetensors"))
+    cut = load_file(str(tmp_path / "cut" / "adapter" / "adapter_model.safetensors"))
+    assert whole.keys() == cut.keys()
+    for name in whole:
+        torch.testing.assert_close(cut[name], whole[name], rtol=0, atol=1e-6)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))  # steps 6 and 7 are not run twice: 6 is logged once, after the resume

@@ -33,6 +33,9 @@ def test_the_built_in_spaces_are_the_thesis_table_3_4():
     assert lora["lora.r"].choices == (4, 8, 16, 64) and lora["lora.alpha"].choices[-1] == 1024
     assert (lora["lora.dropout"].low, lora["lora.dropout"].high) == (0.0, 0.3)
     check_space(load_space("full"), load_recipe("code2-thesis"))  # every key is a train config field
+    scratch = {p.key: p for p in load_space("scratch").params}
+    assert scratch["lr"].low == 1e-3 and scratch["lr"].high == 1e-2 and scratch["lr"].log  # not table 3.4's 1e-4..3e-4
+    check_space(load_space("scratch"), load_recipe("code2-thesis"))  # train fields and model.dropout exist
     with pytest.raises(TinyLMError, match="tinylm finetune"):
         check_space(load_space("lora"), load_recipe("code2-thesis"))
 

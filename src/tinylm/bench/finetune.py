@@ -15,8 +15,11 @@ Goals (the project's): LoRA with at most 5 % trainable parameters within 2 point
 fine-tuning's exact match; every method measured. Beside it, the thesis's rows (T5-Small on a
 GPU): Full FT final EM 0.83; LoRA close; prompt tuning failed (train loss 5.41).
 
-`--budget-s` is each run's training budget (the base's too); --quick shrinks the model and
-data and evaluates 8 blocks with at most 48 new tokens a line: it proves the pipeline, not the goals.
+`--budget-s` is each run's training budget (the base's too); `--eval-limit N` evaluates the first
+N test blocks instead of all 3 600 (on one thread the whole split takes minutes per row, which can
+outweigh the training budget); `--out DIR` keeps the runs (base, adapters, models) for further
+experiments. --quick shrinks the model and data and evaluates 8 blocks with at most 48 new tokens a
+line: it proves the pipeline, not the goals.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _recipe_file(name: str, quick: bool, budget_s: float, folder: Path) -> Path:
     return path
 
 
-def _evaluate(model_dir: Path, quick: bool) -> dict[str, Any]:
+def _evaluate(model_dir: Path, quick: bool, eval_limit: int | None) -> dict[str, Any]:
     import tinylm
     from tinylm.evaluation import evaluate, get_task
     from tinylm.generation import GenerationConfig
@@ -67,19 +70,23 @@ def _evaluate(model_dir: Path, quick: bool) -> dict[str, Any]:
     task = get_task(model_extra=lm.model.config.extra)
     tokens = QUICK_EVAL["max_new_tokens"] if quick else lm.model.config.block_size
     config = GenerationConfig(temperature=0.0, max_new_tokens=tokens)
-    summary = evaluate(lm, task, "test", config, limit=QUICK_EVAL["limit"] if quick else None, latency_examples=0).summary
+    limit = QUICK_EVAL["limit"] if quick else eval_limit
+    summary = evaluate(lm, task, "test", config, limit=limit, latency_examples=0).summary
     return {"examples": summary["examples"], "exact_match": round(summary["metrics"]["exact_match"], 4),
             "exec_equal": round(summary["scores"]["exec_equal"], 4)}
 
 
-def _row(out: Path, model_dir: Path, saved: Path, trainable: int, total: int, quick: bool) -> dict[str, Any]:
+def _row(out: Path, model_dir: Path, saved: Path, trainable: int, total: int, quick: bool,
+         eval_limit: int | None) -> dict[str, Any]:
     summary = json.loads((out / "summary.json").read_text())
     return {"trainable_parameters": trainable, "trainable_share": round(trainable / total, 4),
             "saved_bytes": saved.stat().st_size, "train_s": round(summary["train_s"], 1), "steps": summary["steps"],
-            "stop_reason": summary["stop_reason"], **_evaluate(model_dir, quick)}
+            "stop_reason": summary["stop_reason"], **_evaluate(model_dir, quick, eval_limit)}
 
 
-def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
+def run(quick: bool = False, budget_s: float | None = None, eval_limit: int | None = None,
+        out: str | None = None) -> dict[str, Any]:
+    from tinylm.atomic_files import write_json
     from tinylm.cli.main import main
     from tinylm.errors import TinyLMError
     from tinylm.tasks import get_plugin
@@ -87,8 +94,16 @@ def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
 
     budget = float(budget_s if budget_s is not None else (15.0 if quick else 300.0))
     rows: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="tinylm-bench-finetune-") as tmp:
-        tmp_path = Path(tmp)
+    if eval_limit is not None and eval_limit < 1:
+        raise TinyLMError("--eval-limit must be at least 1")
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            tmp_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tinylm-bench-finetune-")))
+        else:
+            tmp_path = Path(out)
+            if tmp_path.exists() and any(tmp_path.iterdir()):
+                raise TinyLMError(f"--out {out} is not empty")
+            tmp_path.mkdir(parents=True, exist_ok=True)
         code2 = get_plugin("code2")
         base_run = code2.train(read_recipe_file(_recipe_file("code2-full", quick, budget, tmp_path)),
                                tmp_path / "base", quiet=True)
@@ -96,20 +111,22 @@ def run(quick: bool = False, budget_s: float | None = None) -> dict[str, Any]:
         thesis = _recipe_file("code2-thesis", quick, budget, tmp_path)
         scratch = code2.train(read_recipe_file(thesis), tmp_path / "scratch", quiet=True)
         rows["scratch"] = _row(tmp_path / "scratch", Path(scratch.model_dir), Path(scratch.model_dir) / "model.safetensors",
-                               scratch.parameters, scratch.parameters, quick)
+                               scratch.parameters, scratch.parameters, quick, eval_limit)
         for method, spec in METHODS.items():
-            out = tmp_path / method
+            run_dir = tmp_path / method
             with contextlib.redirect_stdout(io.StringIO()):  # --json prints one object: keep the run's lines out
-                code = main(["finetune", str(base), *spec["flags"], "--recipe", str(thesis), "--out", str(out),
+                code = main(["finetune", str(base), *spec["flags"], "--recipe", str(thesis), "--out", str(run_dir),
                              "--lr", str(spec["lr"]), "--min-lr", str(spec["lr"] / 10), "--quiet"])
             if code != 0:
                 raise TinyLMError(f"bench finetune: the {method} run failed")
-            config = json.loads((out / "adapter" / "adapter_config.json").read_text())
-            rows[method] = _row(out, out / "model", out / "adapter" / "adapter_model.safetensors",
-                                config["trainable_parameters"], base_run.parameters, quick)
+            config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+            rows[method] = _row(run_dir, run_dir / "model", run_dir / "adapter" / "adapter_model.safetensors",
+                                config["trainable_parameters"], base_run.parameters, quick, eval_limit)
+            if out is not None:  # a kept run shows its rows as they come (the whole bench takes long)
+                write_json(tmp_path / "rows.json", rows)
         rows["base_without_finetuning"] = {"parameters": base_run.parameters, "train_s": round(base_run.train_s, 1),
-                                           **_evaluate(base, quick)}
+                                           **_evaluate(base, quick, eval_limit)}
     lora, full = rows["lora"], rows["full"]
     met = {"lora_max_trainable_share": lora["trainable_share"] <= GOAL["lora_max_trainable_share"],
            "lora_max_em_gap_to_full": full["exact_match"] - lora["exact_match"] <= GOAL["lora_max_em_gap_to_full"]}
-    return {"budget_s": budget, "methods": rows, "goals": GOAL, "met": met, "thesis": THESIS}
+    return {"budget_s": budget, "test_blocks": rows["full"]["examples"], "methods": rows, "goals": GOAL, "met": met, "thesis": THESIS}

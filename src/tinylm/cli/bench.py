@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation, code2-compress)")
     p.add_argument("--recipes", nargs="+", default=None, metavar="NAME",
                    help="candidate recipes against the reference (train-shakespeare-char; default shakespeare-char)")
+    p.add_argument("--eval-limit", type=int, default=None, metavar="N",
+                   help="evaluate the first N test examples only (finetune)")
+    p.add_argument("--out", default=None, metavar="DIR", help="keep the benchmark's runs in DIR (finetune)")
     p.add_argument("--png", default=None, metavar="FILE", help="write the loss-vs-time curves here (ablation)")
     p.set_defaults(func=run)
 
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     benchmark = bench.get(args.name)
     # Options only some benchmarks take: passed when given, refused where not taken.
-    given = {k: getattr(args, k) for k in ("model", "budget_s", "variants", "recipes", "png") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("model", "budget_s", "variants", "recipes", "png", "eval_limit", "out")
+             if getattr(args, k) is not None}
     for key in given:
         if key not in inspect.signature(benchmark).parameters:
             raise TinyLMError(f"benchmark {args.name} does not take --{key.replace('_', '-')}")

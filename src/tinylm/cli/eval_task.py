@@ -4,8 +4,12 @@
     tinylm eval-task runs/code2-thesis/model --split test --thesis-decoding --limit 500
     tinylm eval-task runs/code2-full/model --task code2 --split valid --num-beams 4 --out runs/eval-beam
     tinylm eval-task runs/code2-thesis/model --task code2-thesis --split handwritten
+    tinylm eval-task runs/t5-lora/adapter --task code2-thesis --split test   # a Hugging Face seq2seq model
 
-The task is the one the model was trained for (its checkpoint says), or --task NAME; NAME-PRESET
+CHECKPOINT is a tinylm checkpoint, or a Hugging Face seq2seq model folder (T5) or the PEFT
+adapter folder `tinylm finetune HF_DIR` wrote (--task required; decoded by transformers,
+without the task's constraint). The task is the one the model was trained for (its
+checkpoint says), or --task NAME; NAME-PRESET
 (code2-thesis, code2-full) names a task and its data preset at once. A task may break a split
 down further (code2's hand-written set: exact match and execution accuracy per category).
 
@@ -85,11 +89,23 @@ def run(args: argparse.Namespace) -> int:
     from tinylm.api import generation_config
     from tinylm.evaluation import evaluate, get_task, markdown, write_report
 
+    from tinylm.evaluation.hf_seq2seq import is_hf_model_or_adapter, load_hf_seq2seq
+
     if args.threads:
         torch.set_num_threads(args.threads)
     config = generation_config(**settings)
-    lm = tinylm.load(checkpoint)
-    task = get_task(task_name, model_extra=lm.model.config.extra, data=args.data, preset=preset)
+    hf = is_hf_model_or_adapter(checkpoint)
+    if hf:
+        if task_name is None:
+            raise TinyLMError("a Hugging Face model does not say its task: name it with --task (e.g. code2-thesis)")
+        lm = load_hf_seq2seq(checkpoint)
+        model_info = f"{checkpoint} ({lm.num_params():,} parameters, Hugging Face seq2seq, unconstrained decoding)"
+        extra = None
+    else:
+        lm = tinylm.load(checkpoint)
+        model_info = f"{checkpoint} ({lm.model.num_params():,} parameters, {lm.tokenizer.kind} tokenizer)"
+        extra = lm.model.config.extra
+    task = get_task(task_name, model_extra=extra, data=args.data, preset=preset)
     task.load_split(args.split, 1)  # an unknown split fails here, before any generation
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -97,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     result = evaluate(lm, task, args.split, config, limit=args.limit, batch_size=args.batch_size,
-                      latency_examples=args.latency_examples, progress=progress, constrained=not args.unconstrained)
+                      latency_examples=args.latency_examples, progress=progress,
+                      constrained=not (args.unconstrained or hf))  # a task's constraint is for tinylm tokenizers
     out = Path(args.out) if args.out else checkpoint.resolve().parent / f"eval-{args.split}"
-    model_info = f"{checkpoint} ({lm.model.num_params():,} parameters, {lm.tokenizer.kind} tokenizer)"
     # A task may break a split down further (code2's hand-written set: per category).
     breakdown = task.breakdown(args.split, result.records, args.limit) if hasattr(task, "breakdown") else None
     if breakdown is not None:

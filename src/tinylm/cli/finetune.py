@@ -248,11 +248,18 @@ def _fresh(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from tinylm.training.run import resume_run
 
+    from tinylm.finetune_hf import is_hf_run, resume_hf
+
     out = Path(args.out)
-    if not (out / RUN_FILE).is_file():
-        raise TinyLMError(f"{out} holds no fine-tuning run ({RUN_FILE} missing)")
     if args.base or args.data or args.task or args.recipe:
         raise TinyLMError(f"--resume takes the model and data from {out}; drop BASE, --data, --task, --recipe")
+    if is_hf_run(out):
+        summary = resume_hf(out, _given(args), merge=args.merge)
+        print(f"{summary['kind']} {summary['method']}: resumed to step {summary['steps']} ({summary['stop_reason']}), "
+              f"val loss {summary['val_loss']:.4f}; saved {summary['saved']}")
+        return 0
+    if not (out / RUN_FILE).is_file():
+        raise TinyLMError(f"{out} holds no fine-tuning run ({RUN_FILE} missing)")
     run = resume_run(out, **_given(args))
     result = run.trainer(quiet=args.quiet).fit(resume=True)
     chosen = out / ("best" if result.best_step is not None else "last")

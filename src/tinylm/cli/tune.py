@@ -1,6 +1,6 @@
 """`tinylm tune RECIPE --trials N --out DIR`: hyperparameter search with Optuna.
 
-    tinylm tune code2-thesis --trials 20 --budget-s 45 --eval-every 100 --metric exact_match \
+    tinylm tune code2-thesis --space scratch --trials 20 --budget-s 45 --eval-every 100 --metric exact_match \
         --set task.final_blocks=50 --out runs/tune-code2
     tinylm tune shakespeare-char --data input.txt --space my_space.toml --trials 10 --out runs/tune-shk
     # several machines, one study (each machine runs the same command with its own --out):
@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 
-SPACE_NAMES = ("full", "lora")  # tinylm.training.tune.SPACES (kept light: no optuna import for --help)
+SPACE_NAMES = ("full", "scratch", "lora")  # tinylm.training.tune.SPACES (kept light: no optuna import for --help)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "study between machines (default: sqlite:///DIR/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: the recipe's name)")
     p.add_argument("--space", default="full", metavar="|".join(SPACE_NAMES) + "|FILE",
-                   help="search space: a built-in (full: the UGR thesis's table 3.4; lora: its LoRA rows, "
+                   help="search space: a built-in (full: the UGR thesis's table 3.4, fine-tuning learning rates; "
+                        "scratch: learning rates etc. for training from scratch; lora: the thesis's LoRA rows, "
                         "for tinylm finetune) or a FILE.toml / FILE.json (default full)")
     p.add_argument("--metric", default="val_loss", choices=("val_loss", "exact_match"),
                    help="objective: best validation loss (minimised) or the task's exact match on its "
