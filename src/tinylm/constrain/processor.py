@@ -4,23 +4,25 @@ One XGrammar GrammarMatcher per row (per beam in beam search) follows what the r
 generated. Each step the engine calls the processor; for the live rows it
 
 1. fills one bitmask row per matcher (bit = 1: the token may come next), all rows in one
-   call into XGrammar's C++ (BatchGrammarMatcher);
-2. applies the bitmask to the logits in place (disallowed -> -inf), before penalties,
-   temperature, top-k/p and the draw, so every sampling control works on what is left;
+   call into XGrammar's C++ (BatchGrammarMatcher), and unpacks it with NumPy into a bool
+   mask (True: blocked) with the UTF-8 guard's bans folded in, noting the rows with
+   nothing allowed;
+2. applies the mask to the logits in place (one masked_fill_: disallowed -> -inf), before
+   penalties, temperature, top-k/p and the draw, so every sampling control works on what
+   is left, and returns the rows with nothing allowed (the engine need not scan for them);
 3. after the draw, `advance(row, token)` records the chosen token; the matchers take the
    step's tokens just before the next mask is filled.
 
-The fill (with the accepts before it) is the expensive part, and it depends only on the
-tokens already chosen, not on the logits: `prepare(rows, generated)` does it ahead, and
-the decoder calls it on a worker thread while the model computes the logits it will
-mask. `__call__` then only applies the bitmask, or fills it first if the rows are not
-the ones prepared (the same mask either way).
+Everything in 1 depends only on the tokens already chosen, not on the logits:
+`prepare(rows, generated)` does it ahead, and the decoder calls it on a worker thread while
+the model computes the logits it will mask. `__call__` then only applies the mask, or
+computes it first if the rows are not the ones prepared (the same mask either way).
 
 Every call into XGrammar crosses its FFI layer, and between two decode steps the model has
 pushed XGrammar's code and tables out of the CPU caches: a fill that takes 1 us in a tight
 loop takes 25-40 us there (bench machine). So the processor makes few calls and makes
-them back to back, where each warms the next: per step one accept (all rows), one fill
-(all rows) and one apply; the bitmask is allocated once (rows x ceil(V / 32) int32) and reused, and
+them back to back, where each warms the next: per step one accept (all rows) and one fill
+(all rows); the bitmask is allocated once (rows x ceil(V / 32) int32) and reused, and
 whether a row is finished is known without asking (it chose a stop token).
 On top of the grammar, the tokenizer's Utf8Guard (utf8.py) keeps the bytes valid UTF-8.
 
@@ -48,6 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from tinylm.constrain.backend import xgrammar, xgrammar_core
@@ -83,19 +86,21 @@ class GrammarProcessor(LogitsProcessor):
         self.num_beams = num_beams
         self._rows: dict[int, _Row] = {}
         self._pending: list[tuple[_Row, int]] = []  # (row, token) chosen but not yet given to its matcher
-        self._ready: tuple[list[int], list[int]] | None = None  # (rows, lengths) the bitmask was prepared for
-        self._accepted: tuple[list[int], list[bool]] | None = None  # what the prepared accept call returned
+        self._ready: tuple[list[int], list[int]] | None = None  # (rows, lengths) the mask was prepared for
+        self._blocked: tuple[torch.Tensor, list[int]] = (torch.zeros(0, dtype=torch.bool), [])  # _unpack's last result
         self._stop_ids = frozenset(self._grammars[0].compiled.tokenizer_info.stop_token_ids)
         self._guard = self._grammars[0].guard
         self._bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
-        self._kernel = _cpu_kernel()
+        self._bitmask_bytes = self._bitmask.numpy().view(np.uint8)  # the same memory, as bytes
+        self._never = None if self._guard.never is None else self._guard.never.numpy()
+        self._after_lead = self._guard.after_lead.numpy()
         batch_matcher = self._xgr.BatchGrammarMatcher()
         self._batch_fill = batch_matcher.batch_fill_next_token_bitmask
         self._batch_fill_handles = batch_matcher._handle.batch_fill_next_token_bitmask
         self._batch_accept_handles = xgrammar_core().BatchGrammarMatcher.batch_accept_token
         self._batch_accept = self._xgr.BatchGrammarMatcher.batch_accept_token
 
-    def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+    def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int]:
         n, width = logits.shape
         if width != self.vocab_size:
             raise TinyLMError(
@@ -103,28 +108,17 @@ class GrammarProcessor(LogitsProcessor):
                 "compile it with the model's vocab_size"
             )
         ready, self._ready = self._ready, None
-        accepted, self._accepted = self._accepted, None
-        if accepted is not None:
-            _check_accepted(*accepted)
         if ready is None or ready[0] != rows or ready[1] != [len(g) for g in generated]:
             self._fill(rows, generated)
-        bitmask = self._bitmask  # rows 0..n-1 are this step's; no slicing, which is one more torch call
-        if self._kernel is not None and logits.device.type == "cpu" and logits.dtype == torch.float32:
-            words = bitmask.shape[1]
-            self._kernel(logits.data_ptr(), (n, width), logits.stride(), bitmask.data_ptr(), (n, words), (words, 1),
-                         width, None, "float32")
-        else:
-            self._xgr.apply_token_bitmask_inplace(logits, bitmask[:n].to(logits.device, non_blocking=True))
-        guard = self._guard
-        if guard.never is not None:
-            logits.masked_fill_(guard.never.to(logits.device), NEG_INF)
-        for i, row in enumerate(rows):
-            if self._rows[row].open_lead:
-                logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
+        blocked, dead = self._blocked
+        if logits.device.type != "cpu":
+            blocked = blocked.to(logits.device, non_blocking=True)
+        logits.masked_fill_(blocked, NEG_INF)
+        return dead
 
     def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> Callable[[], None] | None:
-        """The bookkeeping now; returned: the XGrammar calls (accept the step's tokens, fill the
-        bitmask), which release the GIL, for the decoder to run on its mask thread."""
+        """The bookkeeping now; returned: the rest of the mask (accept the step's tokens, fill
+        the bitmask, unpack it), for the decoder to run on its mask thread."""
         self._ready = None
         states = [self._rows.get(row) for row in rows]
         if any(s is None or s.length != len(g) for s, g in zip(states, generated)):
@@ -135,10 +129,9 @@ class GrammarProcessor(LogitsProcessor):
             return None  # a matcher with two pending tokens: __call__ accepts them in order
         self._pending = []
         n = len(rows)
-        if self._bitmask.shape[0] < n:
-            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+        self._reserve(n)
         ready = (list(rows), [len(g) for g in generated])
-        self._accepted = None
+        leads = [i for i, state in enumerate(states) if state.open_lead]
         # The work calls XGrammar's C++ functions without its Python wrappers: the less Python
         # the mask thread runs, the less it holds the GIL that the forward pass needs between kernels.
         accept_handles = [m._handle for m in accept_matchers]
@@ -147,31 +140,57 @@ class GrammarProcessor(LogitsProcessor):
 
         def work() -> None:
             if accept_handles:
-                self._accepted = (tokens, accept(accept_handles, tokens, False))
+                _check_accepted(tokens, accept(accept_handles, tokens, False))
             if n == 1:
                 fill_handles[0].fill_next_token_bitmask(bitmask, 0, False)
             else:
                 fill(fill_handles, bitmask, None, False)
-            self._ready = ready  # only a finished fill counts as prepared
+            self._blocked = self._unpack(n, leads)
+            self._ready = ready  # only a finished mask counts as prepared
 
         return work
 
     def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
-        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed)."""
+        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed),
+        unpacked into `_blocked`."""
         self._flush()
         n = len(rows)
-        if self._bitmask.shape[0] < n:
-            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
-        matchers = []
-        for row, tokens in zip(rows, generated):
+        self._reserve(n)
+        matchers, leads = [], []
+        for i, (row, tokens) in enumerate(zip(rows, generated)):
             state = self._rows.get(row)
             if state is None or state.length != len(tokens):
                 state = self._start(row, tokens)
             matchers.append(state.matcher)
+            if state.open_lead:
+                leads.append(i)
         if n == 1:
             matchers[0].fill_next_token_bitmask(self._bitmask, 0)
         else:
             self._batch_fill(matchers, self._bitmask)
+        self._blocked = self._unpack(n, leads)
+
+    def _reserve(self, n: int) -> None:
+        if self._bitmask.shape[0] < n:
+            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+            self._bitmask_bytes = self._bitmask.numpy().view(np.uint8)
+
+    def _unpack(self, n: int, leads: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+        """The first n bitmask rows as a (n, V) bool tensor, True where the logit must become
+        -inf (the UTF-8 guard's bans folded in; rows `leads` end in the lead byte 0xED), and
+        the rows with nothing allowed. NumPy, not torch: a handful of calls of about a
+        microsecond each, which the mask thread can make while the forward pass runs, so
+        the step itself applies the mask with one masked_fill_ and checks no row for -inf.
+        XGrammar's bitmask is little-endian int32 words: token t is bit t % 32 of word t // 32."""
+        bits = np.unpackbits(self._bitmask_bytes[:n], axis=1, count=self.vocab_size, bitorder="little")
+        blocked = bits == 0
+        if self._never is not None:
+            blocked |= self._never
+        for i in leads:
+            blocked[i] |= self._after_lead
+        empty = blocked.all(axis=1)
+        dead = np.flatnonzero(empty).tolist() if empty.any() else []
+        return torch.from_numpy(blocked), dead
 
     def advance(self, row: int, token_id: int) -> None:
         self._ready = None
@@ -237,16 +256,3 @@ def _check_accepted(tokens: Sequence[int], accepted: Sequence[Any]) -> None:
             # The engine only draws tokens the mask allowed; anything else is a bug, not user input.
             raise RuntimeError(f"the grammar rejected token {token}, which its mask had allowed")
 
-
-def _cpu_kernel() -> Any:
-    """XGrammar's CPU masking kernel without its Python wrapper, or None if this version lacks it.
-
-    Between two decode steps the model evicts everything else from the CPU caches, and the
-    wrapper's checks and tensor attribute reads then cost as much as the masking itself
-    (about 30 of 55 microseconds on the bench machine). The kernel is the one the wrapper
-    calls (xgrammar.kernels.apply_token_bitmask_inplace_cpu); test_constrain_decode.py
-    checks the two give the same logits."""
-    try:
-        return xgrammar_core().kernels.apply_token_bitmask_inplace_cpu
-    except AttributeError:
-        return None
