@@ -242,6 +242,19 @@ def test_a_dead_end_ends_the_row_with_a_reason(num_beams):
     assert result.token_ids == [4] and result.text == "a"
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_dead_end_is_reported_in_the_step_and_on_the_mask_thread(overlap):
+    """The processor reports rows with nothing allowed (from the bitmask in the step, from the
+    unpacked mask on the mask thread); the engine trusts it and does not scan the logits."""
+    lm = random_lm(TwoLetters(), block_size=16)
+    grammars = [Grammar.ebnf('root ::= "ab" "c"'), Grammar.ebnf('root ::= "abab" "b"?')]
+    processor = constrain(lm, grammars)
+    results = Engine(lm.model, lm.tokenizer, overlap_masks=overlap).generate(
+        [[1], [1]], GenerationConfig(max_new_tokens=10, temperature=1.0, seed=0), processor)
+    assert (results[0].finish_reason, results[0].token_ids) == ("no_valid_token", [4, 5])
+    assert results[1].finish_reason == "stop" and results[1].token_ids[:4] == [4, 5, 4, 5]
+
+
 def test_dead_end_rows_do_not_stop_the_others():
     lm = random_lm(TwoLetters(), block_size=16)
     grammars = [Grammar.ebnf('root ::= "a" "c"'), Grammar.ebnf('root ::= "ab" "b"?')]
@@ -267,14 +280,16 @@ def test_output_bytes_are_valid_utf8_even_where_xgrammar_allows_surrogates(char_
 
 
 def test_unpacked_mask_blocks_exactly_what_xgrammars_kernel_blocks(char_tokenizer):
-    """The processor applies its bitmask as a bool mask unpacked with NumPy; XGrammar's own
-    apply_token_bitmask_inplace is the reference, on real grammar masks and on random bit
-    patterns (every bit of every word, and a row with nothing allowed, which must be reported)."""
+    """In the step the processor applies its bitmask with XGrammar's kernel, called directly;
+    on the mask thread it unpacks it into a bool mask with NumPy. XGrammar's own
+    apply_token_bitmask_inplace is the reference for both, on real grammar masks and on random
+    bit patterns (every bit of every word, and a row with nothing allowed, which must be reported)."""
     import xgrammar as xgr
 
     lm = random_lm(char_tokenizer, seed=5)
     vocab = char_tokenizer.vocab_size
     processor = constrain(lm, ["arithmetic", "json", "code2-full"])
+    assert processor._kernel is not None  # else the step silently takes XGrammar's slower public path
     logits = torch.randn(3, 1, vocab)[:, -1]  # a view, as the engine passes it
     reference = logits.clone()
     assert processor(logits, [0, 1, 2], [[], [], []]) == []

@@ -4,19 +4,21 @@ One XGrammar GrammarMatcher per row (per beam in beam search) follows what the r
 generated. Each step the engine calls the processor; for the live rows it
 
 1. fills one bitmask row per matcher (bit = 1: the token may come next), all rows in one
-   call into XGrammar's C++ (BatchGrammarMatcher), and unpacks it with NumPy into a bool
-   mask (True: blocked) with the UTF-8 guard's bans folded in, noting the rows with
-   nothing allowed;
-2. applies the mask to the logits in place (one masked_fill_: disallowed -> -inf), before
-   penalties, temperature, top-k/p and the draw, so every sampling control works on what
-   is left, and returns the rows with nothing allowed (the engine need not scan for them);
+   call into XGrammar's C++ (BatchGrammarMatcher);
+2. applies the bitmask to the logits in place (disallowed -> -inf), before penalties,
+   temperature, top-k/p and the draw, so every sampling control works on what is left,
+   and returns the rows with nothing allowed, read off the bitmask (the engine then does
+   not scan the logits for them);
 3. after the draw, `advance(row, token)` records the chosen token; the matchers take the
    step's tokens just before the next mask is filled.
 
 Everything in 1 depends only on the tokens already chosen, not on the logits:
 `prepare(rows, generated)` does it ahead, and the decoder calls it on a worker thread while
-the model computes the logits it will mask. `__call__` then only applies the mask, or
-computes it first if the rows are not the ones prepared (the same mask either way).
+the model computes the logits it will mask. That thread also unpacks the bitmask with
+NumPy into a (rows, V) bool mask with the UTF-8 guard's bans folded in, and notes the rows
+with nothing allowed, so `__call__` is left one masked_fill_. Without the thread (or if
+the rows are not the ones prepared) `__call__` fills the bitmask itself and applies it with
+XGrammar's kernel, which measured cheaper in the step than unpacking; the logits are the same.
 
 Every call into XGrammar crosses its FFI layer, and between two decode steps the model has
 pushed XGrammar's code and tables out of the CPU caches: a fill that takes 1 us in a tight
@@ -91,7 +93,13 @@ class GrammarProcessor(LogitsProcessor):
         self._stop_ids = frozenset(self._grammars[0].compiled.tokenizer_info.stop_token_ids)
         self._guard = self._grammars[0].guard
         self._bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
-        self._bitmask_bytes = self._bitmask.numpy().view(np.uint8)  # the same memory, as bytes
+        self._bitmask_words = self._bitmask.numpy()  # the same memory, as NumPy words and bytes
+        self._bitmask_bytes = self._bitmask_words.view(np.uint8)
+        # The bits that stand for tokens (the last word has unused high bits).
+        valid = np.zeros(32 * self._bitmask_words.shape[1], dtype=np.uint8)
+        valid[: self.vocab_size] = 1
+        self._valid_bits = np.packbits(valid, bitorder="little").view(np.int32)
+        self._kernel = _cpu_kernel()
         self._never = None if self._guard.never is None else self._guard.never.numpy()
         self._after_lead = self._guard.after_lead.numpy()
         batch_matcher = self._xgr.BatchGrammarMatcher()
@@ -108,13 +116,32 @@ class GrammarProcessor(LogitsProcessor):
                 "compile it with the model's vocab_size"
             )
         ready, self._ready = self._ready, None
-        if ready is None or ready[0] != rows or ready[1] != [len(g) for g in generated]:
-            self._fill(rows, generated)
-        blocked, dead = self._blocked
-        if logits.device.type != "cpu":
-            blocked = blocked.to(logits.device, non_blocking=True)
-        logits.masked_fill_(blocked, NEG_INF)
-        return dead
+        if ready is not None and ready[0] == rows and ready[1] == [len(g) for g in generated]:
+            blocked, dead = self._blocked  # prepared on the mask thread: one torch call left
+            if logits.device.type != "cpu":
+                blocked = blocked.to(logits.device, non_blocking=True)
+            logits.masked_fill_(blocked, NEG_INF)
+            return dead
+        # In the step itself, XGrammar's kernel applies the bitmask directly: measured cheaper
+        # here than unpacking it first (docs/grammar.md), and the same logits.
+        leads = self._fill(rows, generated)
+        bitmask = self._bitmask  # rows 0..n-1 are this step's; no slicing, which is one more torch call
+        if self._kernel is not None and logits.device.type == "cpu" and logits.dtype == torch.float32:
+            words = bitmask.shape[1]
+            self._kernel(logits.data_ptr(), (n, width), logits.stride(), bitmask.data_ptr(), (n, words), (words, 1),
+                         width, None, "float32")
+        else:
+            self._xgr.apply_token_bitmask_inplace(logits, bitmask[:n].to(logits.device, non_blocking=True))
+        guard = self._guard
+        if guard.never is not None or leads:
+            if guard.never is not None:
+                logits.masked_fill_(guard.never.to(logits.device), NEG_INF)
+            for i in leads:
+                logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
+            return None  # the guard may have blocked a row's last tokens: the engine looks
+        # Nothing allowed = no bit set among the vocabulary's: one NumPy call on 12 words a row.
+        allowed = np.bitwise_and(self._bitmask_words[:n], self._valid_bits).any(axis=1)
+        return np.flatnonzero(~allowed).tolist() if not allowed.all() else []
 
     def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> Callable[[], None] | None:
         """The bookkeeping now; returned: the rest of the mask (accept the step's tokens, fill
@@ -150,9 +177,9 @@ class GrammarProcessor(LogitsProcessor):
 
         return work
 
-    def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
-        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed),
-        unpacked into `_blocked`."""
+    def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int]:
+        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed);
+        returns the rows that end in the lead byte 0xED."""
         self._flush()
         n = len(rows)
         self._reserve(n)
@@ -168,12 +195,13 @@ class GrammarProcessor(LogitsProcessor):
             matchers[0].fill_next_token_bitmask(self._bitmask, 0)
         else:
             self._batch_fill(matchers, self._bitmask)
-        self._blocked = self._unpack(n, leads)
+        return leads
 
     def _reserve(self, n: int) -> None:
         if self._bitmask.shape[0] < n:
             self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
-            self._bitmask_bytes = self._bitmask.numpy().view(np.uint8)
+            self._bitmask_words = self._bitmask.numpy()
+            self._bitmask_bytes = self._bitmask_words.view(np.uint8)
 
     def _unpack(self, n: int, leads: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
         """The first n bitmask rows as a (n, V) bool tensor, True where the logit must become
@@ -256,3 +284,16 @@ def _check_accepted(tokens: Sequence[int], accepted: Sequence[Any]) -> None:
             # The engine only draws tokens the mask allowed; anything else is a bug, not user input.
             raise RuntimeError(f"the grammar rejected token {token}, which its mask had allowed")
 
+
+def _cpu_kernel() -> Any:
+    """XGrammar's CPU masking kernel without its Python wrapper, or None if this version lacks it.
+
+    Between two decode steps the model evicts everything else from the CPU caches, and the
+    wrapper's checks and tensor attribute reads then cost as much as the masking itself
+    (about 30 of 55 microseconds on the bench machine). The kernel is the one the wrapper
+    calls (xgrammar.kernels.apply_token_bitmask_inplace_cpu); test_constrain_decode.py
+    checks the two give the same logits."""
+    try:
+        return xgrammar_core().kernels.apply_token_bitmask_inplace_cpu
+    except AttributeError:
+        return None
