@@ -17,7 +17,7 @@ import torch
 from constrain_models import random_lm
 from tinylm.constrain import Grammar, GrammarProcessor, builtin, compile_grammar, constrain
 from tinylm.errors import TinyLMError
-from tinylm.generation import ContinuousBatch, Engine, GenerationConfig
+from tinylm.generation import ContinuousBatch, Engine, GenerationConfig, LogitsProcessor
 from tinylm.tokenizers import Tokenizer
 
 SCHEMA = {
@@ -242,6 +242,19 @@ def test_a_dead_end_ends_the_row_with_a_reason(num_beams):
     assert result.token_ids == [4] and result.text == "a"
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_dead_end_is_reported_in_the_step_and_on_the_mask_thread(overlap):
+    """The processor reports rows with nothing allowed (from the bitmask in the step, from the
+    unpacked mask on the mask thread); the engine trusts it and does not scan the logits."""
+    lm = random_lm(TwoLetters(), block_size=16)
+    grammars = [Grammar.ebnf('root ::= "ab" "c"'), Grammar.ebnf('root ::= "abab" "b"?')]
+    processor = constrain(lm, grammars)
+    results = Engine(lm.model, lm.tokenizer, overlap_masks=overlap).generate(
+        [[1], [1]], GenerationConfig(max_new_tokens=10, temperature=1.0, seed=0), processor)
+    assert (results[0].finish_reason, results[0].token_ids) == ("no_valid_token", [4, 5])
+    assert results[1].finish_reason == "stop" and results[1].token_ids[:4] == [4, 5, 4, 5]
+
+
 def test_dead_end_rows_do_not_stop_the_others():
     lm = random_lm(TwoLetters(), block_size=16)
     grammars = [Grammar.ebnf('root ::= "a" "c"'), Grammar.ebnf('root ::= "ab" "b"?')]
@@ -266,20 +279,85 @@ def test_output_bytes_are_valid_utf8_even_where_xgrammar_allows_surrogates(char_
     assert stopped > 20
 
 
-def test_direct_kernel_masks_like_xgrammars_public_function(char_tokenizer):
+def test_unpacked_mask_blocks_exactly_what_xgrammars_kernel_blocks(char_tokenizer):
+    """In the step the processor applies its bitmask with XGrammar's kernel, called directly;
+    on the mask thread it unpacks it into a bool mask with NumPy. XGrammar's own
+    apply_token_bitmask_inplace is the reference for both, on real grammar masks and on random
+    bit patterns (every bit of every word, and a row with nothing allowed, which must be reported)."""
     import xgrammar as xgr
 
-    from tinylm.constrain.processor import _cpu_kernel
-
-    assert _cpu_kernel() is not None  # else the processor silently takes the slower public path
     lm = random_lm(char_tokenizer, seed=5)
+    vocab = char_tokenizer.vocab_size
     processor = constrain(lm, ["arithmetic", "json", "code2-full"])
-    logits = torch.randn(3, 1, char_tokenizer.vocab_size)[:, -1]  # a view, as the engine passes it
+    assert processor._kernel is not None  # else the step silently takes XGrammar's slower public path
+    logits = torch.randn(3, 1, vocab)[:, -1]  # a view, as the engine passes it
     reference = logits.clone()
-    processor(logits, [0, 1, 2], [[], [], []])
+    assert processor(logits, [0, 1, 2], [[], [], []]) == []
     xgr.apply_token_bitmask_inplace(reference, processor._bitmask[:3].clone())
     assert torch.equal(logits, reference)
     assert 0 < torch.isfinite(logits).sum() < logits.numel()
+
+    bits = torch.randint(-2**31, 2**31 - 1, processor._bitmask[:3].shape, dtype=torch.int32,
+                         generator=torch.Generator().manual_seed(0))
+    bits[1] = 0
+    processor._bitmask[:3] = bits
+    blocked, dead = processor._unpack(3, [])
+    reference = torch.zeros(3, vocab)
+    xgr.apply_token_bitmask_inplace(reference, bits)
+    assert processor._never is None  # the char vocabulary has no surrogate tokens: the grammar's bits alone
+    assert torch.equal(blocked, torch.isneginf(reference))
+    assert dead == [1]
+    assert 0.3 < blocked[[0, 2]].float().mean() < 0.7
+
+
+class _Reference(LogitsProcessor):
+    """Grammar masking the plain way, as XGrammar's documentation shows it: one matcher per
+    row, accept the newest token, fill, apply with XGrammar's public function (then the UTF-8
+    guard's bans), and let the engine scan the logits for rows with nothing allowed. No
+    batching, no thread, no reuse."""
+
+    def __init__(self, compiled) -> None:
+        import xgrammar as xgr
+
+        self.xgr, self.compiled, self.matchers = xgr, compiled, {}
+
+    def __call__(self, logits, rows, generated):
+        bitmask = self.xgr.allocate_token_bitmask(len(rows), logits.shape[1])
+        for i, (row, tokens) in enumerate(zip(rows, generated)):
+            if not tokens:
+                self.matchers[row] = self.xgr.GrammarMatcher(self.compiled.compiled)
+            else:
+                assert self.matchers[row].accept_token(tokens[-1])
+            self.matchers[row].fill_next_token_bitmask(bitmask, i)
+        self.xgr.apply_token_bitmask_inplace(logits, bitmask)
+        guard = self.compiled.guard  # the UTF-8 rules on top of the grammar (utf8.py)
+        for i, tokens in enumerate(generated):
+            if guard.never is not None:
+                logits[i].masked_fill_(guard.never, float("-inf"))
+            if tokens and tokens[-1] in guard.ends_in_lead:
+                logits[i].masked_fill_(guard.after_lead, float("-inf"))
+        return None
+
+    def is_finished(self, row):
+        return self.matchers[row].is_terminated()
+
+
+@pytest.mark.parametrize("grammar", ["code2-full", "arithmetic"])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_the_grammar_processor_draws_the_tokens_of_a_plain_reference(char_tokenizer, grammar, batch):
+    """Every shortcut of GrammarProcessor (one batched accept and fill, the NumPy-unpacked
+    mask, the rows with nothing allowed reported instead of scanned for, the mask thread)
+    leaves the draw unchanged: same seed, same tokens as the plain reference, row by row."""
+    lm = random_lm(char_tokenizer, seed=4)
+    compiled = compile_grammar(builtin(grammar), char_tokenizer, lm.model.config.vocab_size)
+    prompts = [[char_tokenizer.bos_id]] * batch
+    config = GenerationConfig(max_new_tokens=40, temperature=1.3, seed=7)
+    reference = [r.token_ids for r in Engine(lm.model, lm.tokenizer).generate(prompts, config, _Reference(compiled))]
+    for overlap in (False, True):
+        engine = Engine(lm.model, lm.tokenizer, overlap_masks=overlap)
+        assert [r.token_ids for r in engine.generate(prompts, config, GrammarProcessor(compiled))] == reference
+    free = [r.token_ids for r in Engine(lm.model, lm.tokenizer).generate(prompts, config)]
+    assert free != reference  # the grammar changed the draw: the comparison can tell masks apart
 
 
 class _ThreadSpy(GrammarProcessor):

@@ -6,21 +6,25 @@ generated. Each step the engine calls the processor; for the live rows it
 1. fills one bitmask row per matcher (bit = 1: the token may come next), all rows in one
    call into XGrammar's C++ (BatchGrammarMatcher);
 2. applies the bitmask to the logits in place (disallowed -> -inf), before penalties,
-   temperature, top-k/p and the draw, so every sampling control works on what is left;
+   temperature, top-k/p and the draw, so every sampling control works on what is left,
+   and returns the rows with nothing allowed, read off the bitmask (the engine then does
+   not scan the logits for them);
 3. after the draw, `advance(row, token)` records the chosen token; the matchers take the
    step's tokens just before the next mask is filled.
 
-The fill (with the accepts before it) is the expensive part, and it depends only on the
-tokens already chosen, not on the logits: `prepare(rows, generated)` does it ahead, and
-the decoder calls it on a worker thread while the model computes the logits it will
-mask. `__call__` then only applies the bitmask, or fills it first if the rows are not
-the ones prepared (the same mask either way).
+Everything in 1 depends only on the tokens already chosen, not on the logits:
+`prepare(rows, generated)` does it ahead, and the decoder calls it on a worker thread while
+the model computes the logits it will mask. That thread also unpacks the bitmask with
+NumPy into a (rows, V) bool mask with the UTF-8 guard's bans folded in, and notes the rows
+with nothing allowed, so `__call__` is left one masked_fill_. Without the thread (or if
+the rows are not the ones prepared) `__call__` fills the bitmask itself and applies it with
+XGrammar's kernel, which measured cheaper in the step than unpacking; the logits are the same.
 
 Every call into XGrammar crosses its FFI layer, and between two decode steps the model has
 pushed XGrammar's code and tables out of the CPU caches: a fill that takes 1 us in a tight
 loop takes 25-40 us there (bench machine). So the processor makes few calls and makes
-them back to back, where each warms the next: per step one accept (all rows), one fill
-(all rows) and one apply; the bitmask is allocated once (rows x ceil(V / 32) int32) and reused, and
+them back to back, where each warms the next: per step one accept (all rows) and one fill
+(all rows); the bitmask is allocated once (rows x ceil(V / 32) int32) and reused, and
 whether a row is finished is known without asking (it chose a stop token).
 On top of the grammar, the tokenizer's Utf8Guard (utf8.py) keeps the bytes valid UTF-8.
 
@@ -48,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from tinylm.constrain.backend import xgrammar, xgrammar_core
@@ -83,19 +88,27 @@ class GrammarProcessor(LogitsProcessor):
         self.num_beams = num_beams
         self._rows: dict[int, _Row] = {}
         self._pending: list[tuple[_Row, int]] = []  # (row, token) chosen but not yet given to its matcher
-        self._ready: tuple[list[int], list[int]] | None = None  # (rows, lengths) the bitmask was prepared for
-        self._accepted: tuple[list[int], list[bool]] | None = None  # what the prepared accept call returned
+        self._ready: tuple[list[int], list[int]] | None = None  # (rows, lengths) the mask was prepared for
+        self._blocked: tuple[torch.Tensor, list[int]] = (torch.zeros(0, dtype=torch.bool), [])  # _unpack's last result
         self._stop_ids = frozenset(self._grammars[0].compiled.tokenizer_info.stop_token_ids)
         self._guard = self._grammars[0].guard
         self._bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
+        self._bitmask_words = self._bitmask.numpy()  # the same memory, as NumPy words and bytes
+        self._bitmask_bytes = self._bitmask_words.view(np.uint8)
+        # The bits that stand for tokens (the last word has unused high bits).
+        valid = np.zeros(32 * self._bitmask_words.shape[1], dtype=np.uint8)
+        valid[: self.vocab_size] = 1
+        self._valid_bits = np.packbits(valid, bitorder="little").view(np.int32)
         self._kernel = _cpu_kernel()
+        self._never = None if self._guard.never is None else self._guard.never.numpy()
+        self._after_lead = self._guard.after_lead.numpy()
         batch_matcher = self._xgr.BatchGrammarMatcher()
         self._batch_fill = batch_matcher.batch_fill_next_token_bitmask
         self._batch_fill_handles = batch_matcher._handle.batch_fill_next_token_bitmask
         self._batch_accept_handles = xgrammar_core().BatchGrammarMatcher.batch_accept_token
         self._batch_accept = self._xgr.BatchGrammarMatcher.batch_accept_token
 
-    def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+    def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int]:
         n, width = logits.shape
         if width != self.vocab_size:
             raise TinyLMError(
@@ -103,11 +116,15 @@ class GrammarProcessor(LogitsProcessor):
                 "compile it with the model's vocab_size"
             )
         ready, self._ready = self._ready, None
-        accepted, self._accepted = self._accepted, None
-        if accepted is not None:
-            _check_accepted(*accepted)
-        if ready is None or ready[0] != rows or ready[1] != [len(g) for g in generated]:
-            self._fill(rows, generated)
+        if ready is not None and ready[0] == rows and ready[1] == [len(g) for g in generated]:
+            blocked, dead = self._blocked  # prepared on the mask thread: one torch call left
+            if logits.device.type != "cpu":
+                blocked = blocked.to(logits.device, non_blocking=True)
+            logits.masked_fill_(blocked, NEG_INF)
+            return dead
+        # In the step itself, XGrammar's kernel applies the bitmask directly: measured cheaper
+        # here than unpacking it first (docs/grammar.md), and the same logits.
+        leads = self._fill(rows, generated)
         bitmask = self._bitmask  # rows 0..n-1 are this step's; no slicing, which is one more torch call
         if self._kernel is not None and logits.device.type == "cpu" and logits.dtype == torch.float32:
             words = bitmask.shape[1]
@@ -116,15 +133,19 @@ class GrammarProcessor(LogitsProcessor):
         else:
             self._xgr.apply_token_bitmask_inplace(logits, bitmask[:n].to(logits.device, non_blocking=True))
         guard = self._guard
-        if guard.never is not None:
-            logits.masked_fill_(guard.never.to(logits.device), NEG_INF)
-        for i, row in enumerate(rows):
-            if self._rows[row].open_lead:
+        if guard.never is not None or leads:
+            if guard.never is not None:
+                logits.masked_fill_(guard.never.to(logits.device), NEG_INF)
+            for i in leads:
                 logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
+            return None  # the guard may have blocked a row's last tokens: the engine looks
+        # Nothing allowed = no bit set among the vocabulary's: one NumPy call on 12 words a row.
+        allowed = np.bitwise_and(self._bitmask_words[:n], self._valid_bits).any(axis=1)
+        return np.flatnonzero(~allowed).tolist() if not allowed.all() else []
 
     def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> Callable[[], None] | None:
-        """The bookkeeping now; returned: the XGrammar calls (accept the step's tokens, fill the
-        bitmask), which release the GIL, for the decoder to run on its mask thread."""
+        """The bookkeeping now; returned: the rest of the mask (accept the step's tokens, fill
+        the bitmask, unpack it), for the decoder to run on its mask thread."""
         self._ready = None
         states = [self._rows.get(row) for row in rows]
         if any(s is None or s.length != len(g) for s, g in zip(states, generated)):
@@ -135,10 +156,9 @@ class GrammarProcessor(LogitsProcessor):
             return None  # a matcher with two pending tokens: __call__ accepts them in order
         self._pending = []
         n = len(rows)
-        if self._bitmask.shape[0] < n:
-            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+        self._reserve(n)
         ready = (list(rows), [len(g) for g in generated])
-        self._accepted = None
+        leads = [i for i, state in enumerate(states) if state.open_lead]
         # The work calls XGrammar's C++ functions without its Python wrappers: the less Python
         # the mask thread runs, the less it holds the GIL that the forward pass needs between kernels.
         accept_handles = [m._handle for m in accept_matchers]
@@ -147,31 +167,58 @@ class GrammarProcessor(LogitsProcessor):
 
         def work() -> None:
             if accept_handles:
-                self._accepted = (tokens, accept(accept_handles, tokens, False))
+                _check_accepted(tokens, accept(accept_handles, tokens, False))
             if n == 1:
                 fill_handles[0].fill_next_token_bitmask(bitmask, 0, False)
             else:
                 fill(fill_handles, bitmask, None, False)
-            self._ready = ready  # only a finished fill counts as prepared
+            self._blocked = self._unpack(n, leads)
+            self._ready = ready  # only a finished mask counts as prepared
 
         return work
 
-    def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
-        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed)."""
+    def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int]:
+        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed);
+        returns the rows that end in the lead byte 0xED."""
         self._flush()
         n = len(rows)
-        if self._bitmask.shape[0] < n:
-            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
-        matchers = []
-        for row, tokens in zip(rows, generated):
+        self._reserve(n)
+        matchers, leads = [], []
+        for i, (row, tokens) in enumerate(zip(rows, generated)):
             state = self._rows.get(row)
             if state is None or state.length != len(tokens):
                 state = self._start(row, tokens)
             matchers.append(state.matcher)
+            if state.open_lead:
+                leads.append(i)
         if n == 1:
             matchers[0].fill_next_token_bitmask(self._bitmask, 0)
         else:
             self._batch_fill(matchers, self._bitmask)
+        return leads
+
+    def _reserve(self, n: int) -> None:
+        if self._bitmask.shape[0] < n:
+            self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
+            self._bitmask_words = self._bitmask.numpy()
+            self._bitmask_bytes = self._bitmask_words.view(np.uint8)
+
+    def _unpack(self, n: int, leads: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+        """The first n bitmask rows as a (n, V) bool tensor, True where the logit must become
+        -inf (the UTF-8 guard's bans folded in; rows `leads` end in the lead byte 0xED), and
+        the rows with nothing allowed. NumPy, not torch: a handful of calls of about a
+        microsecond each, which the mask thread can make while the forward pass runs, so
+        the step itself applies the mask with one masked_fill_ and checks no row for -inf.
+        XGrammar's bitmask is little-endian int32 words: token t is bit t % 32 of word t // 32."""
+        bits = np.unpackbits(self._bitmask_bytes[:n], axis=1, count=self.vocab_size, bitorder="little")
+        blocked = bits == 0
+        if self._never is not None:
+            blocked |= self._never
+        for i in leads:
+            blocked[i] |= self._after_lead
+        empty = blocked.all(axis=1)
+        dead = np.flatnonzero(empty).tolist() if empty.any() else []
+        return torch.from_numpy(blocked), dead
 
     def advance(self, row: int, token_id: int) -> None:
         self._ready = None

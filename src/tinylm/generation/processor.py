@@ -4,6 +4,7 @@ A grammar (XGrammar), a list of allowed words, a ban on some ids: all of them ar
 `LogitsProcessor`. The engine drives it like this, every step:
 
     processor(logits, rows, generated)    # mask: set disallowed tokens to -inf, in place
+                                          # (may return the rows left with no allowed token)
     ... the engine picks one token per row ...
     processor.advance(row, token)         # tell each row's state which token was chosen
     processor.is_finished(row)            # True: the row is complete (finish_reason "stop")
@@ -38,9 +39,11 @@ import torch
 
 class LogitsProcessor(ABC):
     @abstractmethod
-    def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+    def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int] | None:
         """Mask `logits` (len(rows), V) in place. Row i belongs to sequence rows[i], which
-        has generated the ids generated[i] so far (the prompt not included)."""
+        has generated the ids generated[i] so far (the prompt not included). Returns None,
+        or, if the processor knows them, the rows i left with no allowed token (the engine
+        then does not scan the logits for them)."""
 
     def advance(self, row: int, token_id: int) -> None:
         """Row `row` has just chosen `token_id` (a token this processor allowed)."""

@@ -191,12 +191,12 @@ def mask_rows(
     the positions (within `index`) left with no allowed token. Those rows get finite logits
     (zeros) so whatever is drawn or ranked from them stays finite; the caller ends or drops them."""
     sub = logits if index is None else logits[index]
-    processor(sub, ids, generated)
-    empty = torch.isneginf(sub).all(dim=-1)
-    dead: list[int] = []
-    if bool(empty.any()):
-        dead = [i for i, e in enumerate(empty.tolist()) if e]
-        sub.masked_fill_(empty[:, None], 0.0)
+    dead = processor(sub, ids, generated)
+    if dead is None:  # the processor does not say: look (four torch calls, which a grammar's mask saves)
+        empty = torch.isneginf(sub).all(dim=-1)
+        dead = [i for i, e in enumerate(empty.tolist()) if e] if bool(empty.any()) else []
+    if dead:
+        sub[dead] = 0.0
     if index is not None:
         logits.index_copy_(0, index, sub)
     return dead
