@@ -21,7 +21,7 @@ overhead_pct_with_mask_thread is the same constrained run with the masks compute
 mask thread during the forward pass (overlap_masks=True), timed in the same rounds: it
 hides mask time in wall time only where a core is free, and measured slower than the
 default on 2 cores (docs/grammar.md), hence off by default. The machine is shared, so run
-it twice. Goal: <= 10 % (issue 12 asks <= 5 %; docs/grammar.md says where it stands).
+it twice. Goal: <= 10 % (the structure issue asks <= 5 %; docs/grammar.md says where it stands).
 grammar_us_per_token is the time spent inside the GrammarProcessor's calls in the decode
 step; grammar_prepare_us_per_token the part of it its `prepare` does (the part the mask
 thread would overlap with the forward pass).
