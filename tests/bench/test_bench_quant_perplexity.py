@@ -29,3 +29,12 @@ def test_step_perplexity_equals_the_models_for_fp32_and_is_close_for_int8():
     assert _step_perplexity(int8, ids) == pytest.approx(_perplexity(int8, ids), rel=1e-2)
     gpt2 = prepare_for_inference(GPT(ModelConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=32)).eval())
     assert _step_perplexity(gpt2, ids) is None
+
+
+def test_decode_runs_fit_a_short_context():
+    from tinylm.bench.quant import PROMPT_LEN, new_token_count
+    from tinylm.presets import model_config
+
+    short = GPT(model_config("llama-style-small", vocab_size=32, block_size=64, n_layer=1, n_embd=32, n_head=2, n_kv_head=1))
+    assert new_token_count(short, quick=False) == 64 - PROMPT_LEN
+    assert new_token_count(short, quick=True) == 16

@@ -1,8 +1,8 @@
 """prune: file size, perplexity and decode speed of pruned models, in one run.
 
 The same model, prompts and timing as `bench quant` (llama-style-small with random weights, or
-a float checkpoint with `--model CKPT`; 128 greedy tokens, 16 with --quick, at batch 1 and 8,
-fastest of interleaved rounds; with `--model`, perplexity on the Tiny Shakespeare validation
+a float checkpoint with `--model CKPT`; 128 greedy tokens (16 with --quick; fewer where the
+context is short), at batch 1 and 8, fastest of interleaved rounds; with `--model`, perplexity on the Tiny Shakespeare validation
 text). Rows, with the same fields as bench quant's:
 
     fp32            the model itself
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from tinylm.bench.quant import PROMPT_LEN, _perplexity, decode_speeds, float_model
+from tinylm.bench.quant import PROMPT_LEN, _perplexity, decode_speeds, float_model, new_token_count
 from tinylm.checkpoint import WEIGHTS_FILE, save_checkpoint
 from tinylm.generation import Engine, GenerationConfig
 from tinylm.transforms import merge_all, prepare_for_inference, prune
@@ -41,9 +41,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 @torch.inference_mode()
 def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
-    new_tokens = 16 if quick else 128
     runs = 1 if quick else 5
     base, val = float_model(model, quick)
+    new_tokens = new_token_count(base, quick)
     prompts = {b: torch.randint(0, base.config.vocab_size, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
     config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
 

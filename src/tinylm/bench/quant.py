@@ -125,6 +125,12 @@ def _onnx_int8_engine(checkpoint: Path, out: Path) -> Engine | None:
     return Engine(OnnxModel(out / ONNX_FILE, config, threads=torch.get_num_threads()))  # type: ignore[arg-type]
 
 
+def new_token_count(model: GPT, quick: bool) -> int:
+    """Tokens each decode-speed run generates (bench prune shares it): 128, 16 with --quick, or what
+    fits after the prompt in a short-context checkpoint (a char model of 64 positions)."""
+    return min(16 if quick else 128, model.config.block_size - PROMPT_LEN)
+
+
 def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]], config: GenerationConfig,
                   runs: int, peers: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """tokens_per_s_batch_B of each engine for each batch of prompts (bench prune shares it), and
@@ -150,9 +156,9 @@ def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]
 
 @torch.inference_mode()
 def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
-    new_tokens = 16 if quick else 128
     runs = 1 if quick else 5
     base, val = float_model(model, quick)
+    new_tokens = new_token_count(base, quick)
     vocab = base.config.vocab_size
     prompts = {b: torch.randint(0, vocab, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
     config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
