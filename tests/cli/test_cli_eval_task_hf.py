@@ -6,7 +6,6 @@ each line alone (no batch, no padding) with transformers' greedy generate."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -32,19 +31,13 @@ MAX_NEW = 12
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> dict[str, Path]:
+def run(tmp_path_factory, save_tiny_t5) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf-eval")
     torch.manual_seed(0)
     tok = train_tokenizer("char", [f"{i}\n{o}" for i, o in LINES])
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16)
     export_hf(save_checkpoint(root / "tiny", GPT(cfg), tok), root / "gpt")  # for its HF tokenizer files
-    hf_tok = transformers.AutoTokenizer.from_pretrained(root / "gpt")
-    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(
-        vocab_size=tok.vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2,
-        pad_token_id=hf_tok.pad_token_id, eos_token_id=hf_tok.eos_token_id, decoder_start_token_id=hf_tok.pad_token_id))
-    t5.save_pretrained(root / "t5")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(root / "gpt" / name, root / "t5" / name)
+    save_tiny_t5(root / "gpt", root / "t5", tok.vocab_size)
     data = root / "data"
     data.mkdir()
     (data / "train.jsonl").write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in LINES * 4))

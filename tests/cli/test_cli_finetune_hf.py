@@ -5,7 +5,6 @@ the validation loss the run reported."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,20 +25,14 @@ PAIRS = [{"input": f"suma {a} y {b}", "output": f"{a + b}"} for a in range(6) fo
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> dict[str, Path]:
+def folders(tmp_path_factory, save_tiny_t5) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
     torch.manual_seed(0)
     tok = train_tokenizer("char", [f"{p['input']}\n{p['output']}" for p in PAIRS])
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32, ffn="swiglu",
                       position="rope", norm="rmsnorm", bias=False)
     export_hf(save_checkpoint(root / "tiny", GPT(cfg), tok), root / "llama")
-    hf_tok = transformers.AutoTokenizer.from_pretrained(root / "llama")
-    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(
-        vocab_size=tok.vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2,
-        pad_token_id=hf_tok.pad_token_id, eos_token_id=hf_tok.eos_token_id, decoder_start_token_id=hf_tok.pad_token_id))
-    t5.save_pretrained(root / "t5")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(root / "llama" / name, root / "t5" / name)
+    save_tiny_t5(root / "llama", root / "t5", tok.vocab_size)
     data = root / "pairs.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     return {"llama": root / "llama", "t5": root / "t5", "data": data}
