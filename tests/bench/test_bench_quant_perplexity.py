@@ -32,9 +32,11 @@ def test_step_perplexity_equals_the_models_for_fp32_and_is_close_for_int8():
 
 
 def test_decode_runs_fit_a_short_context():
-    from tinylm.bench.quant import PROMPT_LEN, new_token_count
+    from tinylm.bench.quant import PROMPT_LEN, decode_workload
     from tinylm.presets import model_config
 
     short = GPT(model_config("llama-style-small", vocab_size=32, block_size=64, n_layer=1, n_embd=32, n_head=2, n_kv_head=1))
-    assert new_token_count(short, quick=False) == 64 - PROMPT_LEN
-    assert new_token_count(short, quick=True) == 16
+    prompts, config = decode_workload(short, quick=False)
+    assert config.max_new_tokens == 64 - PROMPT_LEN
+    assert [len(p) for p in prompts[8]] == [PROMPT_LEN] * 8
+    assert decode_workload(short, quick=True)[1].max_new_tokens == 16

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from tinylm.bench.quant import PROMPT_LEN, _perplexity, decode_speeds, float_model, new_token_count
+from tinylm.bench.quant import PROMPT_LEN, _perplexity, decode_speeds, decode_workload, float_model
 from tinylm.checkpoint import WEIGHTS_FILE, save_checkpoint
-from tinylm.generation import Engine, GenerationConfig
+from tinylm.generation import Engine
 from tinylm.transforms import merge_all, prepare_for_inference, prune
 from tinylm.transforms.prune import sparsity
 
@@ -43,9 +43,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
     runs = 1 if quick else 5
     base, val = float_model(model, quick)
-    new_tokens = new_token_count(base, quick)
-    prompts = {b: torch.randint(0, base.config.vocab_size, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
-    config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
+    prompts, config = decode_workload(base, quick)
 
     rows: dict[str, dict[str, Any]] = {}
     engines: dict[str, Engine] = {}
@@ -74,7 +72,7 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
             row["perplexity_increase"] = round(row["perplexity"] / fp32["perplexity"] - 1, 4)
     return {
         "model": {"source": model or "llama-style-small, random weights", "parameters": base.num_params()},
-        "new_tokens": new_tokens,
+        "new_tokens": config.max_new_tokens,
         "prompt_tokens": PROMPT_LEN,
         "validation_tokens": len(val) - 1 if val is not None else None,
         "rows": rows,

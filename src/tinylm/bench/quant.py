@@ -125,10 +125,13 @@ def _onnx_int8_engine(checkpoint: Path, out: Path) -> Engine | None:
     return Engine(OnnxModel(out / ONNX_FILE, config, threads=torch.get_num_threads()))  # type: ignore[arg-type]
 
 
-def new_token_count(model: GPT, quick: bool) -> int:
-    """Tokens each decode-speed run generates (bench prune shares it): 128, 16 with --quick, or what
-    fits after the prompt in a short-context checkpoint (a char model of 64 positions)."""
-    return min(16 if quick else 128, model.config.block_size - PROMPT_LEN)
+def decode_workload(model: GPT, quick: bool) -> tuple[dict[int, list[list[int]]], GenerationConfig]:
+    """The prompts (batch 1 and 8) and greedy settings every variant decodes (bench prune shares them):
+    128 new tokens, 16 with --quick, or what fits after the prompt in a short-context checkpoint
+    (a char model of 64 positions)."""
+    new_tokens = min(16 if quick else 128, model.config.block_size - PROMPT_LEN)
+    prompts = {b: torch.randint(0, model.config.vocab_size, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
+    return prompts, GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
 
 
 def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]], config: GenerationConfig,
@@ -158,10 +161,7 @@ def decode_speeds(engines: dict[str, Engine], prompts: dict[int, list[list[int]]
 def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
     runs = 1 if quick else 5
     base, val = float_model(model, quick)
-    new_tokens = new_token_count(base, quick)
-    vocab = base.config.vocab_size
-    prompts = {b: torch.randint(0, vocab, (b, PROMPT_LEN)).tolist() for b in (1, 8)}
-    config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0)
+    prompts, config = decode_workload(base, quick)
 
     rows: dict[str, dict[str, Any]] = {}
     engines: dict[str, Engine] = {}
@@ -220,7 +220,7 @@ def run(quick: bool = False, model: str | None = None) -> dict[str, Any]:
         met["int8_faster_than_onnx_runtime_int8"] = rows["int8"]["tokens_per_s_batch_1"] > onnx_row["tokens_per_s_batch_1"]
     return {
         "model": {"source": model or "llama-style-small, random weights", "parameters": base.num_params()},
-        "new_tokens": new_tokens,
+        "new_tokens": config.max_new_tokens,
         "prompt_tokens": PROMPT_LEN,
         "validation_tokens": len(val) - 1 if val is not None else None,
         "rows": rows,
