@@ -166,7 +166,9 @@ def test_layers_the_step_does_not_compute_run_the_pytorch_model(options):
 
 @pytest.mark.parametrize("bits", [8, 4])
 @pytest.mark.parametrize("vnni", [False, True], ids=["plain-loops", "vnni"])
-@pytest.mark.parametrize("shape", [(7, 40), (33, 96), (64, 256), (48, 288)])
+# in: int8 chunks of 64 and int4 chunks of 128 inputs, whole, paired, and a last one of 32, 64 or 96
+@pytest.mark.parametrize("shape", [(7, 40), (5, 64), (33, 96), (16, 160), (20, 192), (9, 224), (64, 256), (48, 288),
+                                   (17, 384)])
 def test_integer_products_equal_the_q8_reference(bits, vnni, shape):
     # The step's products against float64 torch on the same integers: the VNNI loop (the offset
     # trick, lane scales, masked tails, int4's nibble order) and the plain one must both match.

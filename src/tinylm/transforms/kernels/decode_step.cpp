@@ -91,28 +91,38 @@ inline float dot_i8(const int8_t* w, const float* x, int64_t n) {
 // With AVX-512 VNNI one vpdpbusd multiplies 64 weight bytes by 64 activation bytes into 16 int32
 // lanes, lane k summing 4 products; its first operand is unsigned, so the weights are made
 // unsigned (int8: w ^ 0x80 = w + 128; int4: the stored nibble u = q + 8 already is) and each
-// lane's accumulator starts at minus that offset times the lane's 4 activations, which is known
-// once per vector: the lanes then hold exact signed block sums. Per 64-input chunk this keeps, per
-// lane, that start value and the scale d of the lane's block.
+// lane's accumulator starts at minus that offset times the lane's activations, which is known
+// once per vector: the lanes then hold exact signed block sums. Per chunk this keeps, per lane,
+// that start value and the scale d of the lane's block.
+//
+// int8 chunks are 64 inputs (one 64-byte load of weights): lane k holds inputs 4k..4k+3.
+// int4 chunks are 128 inputs, one 64-byte load of nibbles: the 64 low nibbles are the chunk's
+// even inputs and the 64 high ones its odd inputs (pack_int4's order), so the activation vector is
+// stored once per product in that order (64 even, then 64 odd inputs per chunk) and two vpdpbusd
+// into the same accumulator cover the whole load. Lane k then sums inputs 8k..8k+7, all in one
+// group of 32 (lanes 4g..4g+3 hold group g of the chunk), so a group's weight scale and block scale
+// apply to whole lanes. This halves the instructions per int4 weight against 64-input chunks (the
+// loop was instruction-bound, docs/compression.md): one load, two masks, one shift, two vpdpbusd,
+// and per 128 weights one scale load and permute.
 constexpr int64_t BLOCK = 32;
-constexpr int64_t CHUNK = 64;
+constexpr int64_t CHUNK = 64;    // int8 inputs per vpdpbusd
+constexpr int64_t CHUNK4 = 128;  // int4 inputs per 64-byte load
 
 enum class Kind { F32, I8, I4 };
 
 struct QuantizedVector {
   int64_t n = 0;
-  std::vector<int8_t> q;        // (chunks * 64) natural order, zero padded
-  std::vector<float> d;         // (chunks * 2) block scales, 0 for padding
-  std::vector<int8_t> q4;       // int4 only: each full chunk as 32 even inputs then 32 odd ones (the
-                                // order of a chunk's unpacked nibbles: low nibble = even input)
+  std::vector<int8_t> q;        // (chunks of 128) natural order, zero padded
+  std::vector<float> d;         // (blocks, padded to whole chunks of 128) block scales, 0 for padding
+  std::vector<int8_t> q4;       // int4 only: per chunk of 128, its 64 even inputs then its 64 odd ones
   std::vector<float> lane_d;    // (chunks * 16) scale of each lane's block
   std::vector<int32_t> lane_c;  // (chunks * 16) accumulator start of each lane
 
   void quantize(const float* x, int64_t size, Kind kind) {
     n = size;
-    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
-    q.assign(chunks * CHUNK, 0);
-    d.assign(chunks * 2, 0.f);
+    const int64_t padded = (n + CHUNK4 - 1) / CHUNK4 * CHUNK4;
+    q.assign(padded, 0);
+    d.assign(padded / BLOCK, 0.f);
     for (int64_t b = 0; b * BLOCK < n; ++b) {
       const int64_t lo = b * BLOCK, hi = std::min(n, lo + BLOCK);
       float top = 0.f;
@@ -123,25 +133,35 @@ struct QuantizedVector {
       for (int64_t i = lo; i < hi; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * inv));
     }
 #ifdef TINYLM_VNNI
-    lane_d.assign(chunks * 16, 0.f);
-    lane_c.assign(chunks * 16, 0);
-    const int8_t* src = q.data();
-    int offset = 128;
     if (kind == Kind::I4) {
-      q4.assign(chunks * CHUNK, 0);
-      for (int64_t c = 0; c < chunks; ++c)
-        for (int64_t p = 0; p < CHUNK; ++p) q4[c * CHUNK + p] = q[c * CHUNK + (p < 32 ? 2 * p : 2 * (p - 32) + 1)];
-      src = q4.data();
-      offset = 8;
-    }
-    for (int64_t c = 0; c < chunks; ++c) {
-      for (int64_t k = 0; k < 16; ++k) {
-        // int8: lane k holds inputs 4k..4k+3, block k / 8; int4: lanes 0-7 even and 8-15 odd
-        // inputs, block (k % 8) / 4.
-        const int64_t block = 2 * c + (kind == Kind::I4 ? (k % 8) / 4 : k / 8);
-        const int8_t* l = src + c * CHUNK + 4 * k;
-        lane_d[c * 16 + k] = d[block];
-        lane_c[c * 16 + k] = -offset * (l[0] + l[1] + l[2] + l[3]);
+      const int64_t chunks = padded / CHUNK4;
+      q4.resize(padded);
+      lane_d.assign(chunks * 16, 0.f);
+      lane_c.assign(chunks * 16, 0);
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int8_t* src = q.data() + c * CHUNK4;
+        int8_t* even = q4.data() + c * CHUNK4;
+        for (int64_t j = 0; j < 64; ++j) {
+          even[j] = src[2 * j];
+          even[64 + j] = src[2 * j + 1];
+        }
+        for (int64_t k = 0; k < 16; ++k) {  // lane k: inputs 8k..8k+7 of the chunk, group k / 4
+          int32_t sum = 0;
+          for (int64_t i = 8 * k; i < 8 * k + 8; ++i) sum += src[i];
+          lane_d[c * 16 + k] = d[4 * c + k / 4];
+          lane_c[c * 16 + k] = -8 * sum;
+        }
+      }
+    } else if (kind == Kind::I8) {
+      const int64_t chunks = padded / CHUNK;
+      lane_d.assign(chunks * 16, 0.f);
+      lane_c.assign(chunks * 16, 0);
+      for (int64_t c = 0; c < chunks; ++c) {
+        for (int64_t k = 0; k < 16; ++k) {  // lane k: inputs 4k..4k+3 of the chunk, block k / 8
+          const int8_t* l = q.data() + c * CHUNK + 4 * k;
+          lane_d[c * 16 + k] = d[2 * c + k / 8];
+          lane_c[c * 16 + k] = -128 * (l[0] + l[1] + l[2] + l[3]);
+        }
       }
     }
 #else
@@ -202,28 +222,38 @@ inline float dot_q8_vnni(const int8_t* w, const QuantizedVector& v) {
 }
 
 inline float dot_q4_vnni(const uint8_t* w, const float* s, const QuantizedVector& v) {
-  // Lanes 0-3 and 8-11 belong to the chunk's first group, 4-7 and 12-15 to its second.
-  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  // Lane k belongs to the chunk's group k / 4: this spreads the chunk's 4 group scales over lanes.
+  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
   const int8_t* q = v.q4.data();
   const float* ld = v.lane_d.data();
   const int32_t* lc = v.lane_c.data();
-  __m512 t0 = _mm512_setzero_ps();
+  // One chunk of 128 inputs at i: `bytes` of packed weights (64, fewer in the row's last chunk,
+  // whose missing bytes and scales load as 0 and meet zero activations and lane scales).
+  auto chunk = [&](int64_t i, __mmask64 bytes, __mmask16 groups, __m512 t) {
+    const __m512i packed = _mm512_maskz_loadu_epi8(bytes, w + i / 2);
+    const __m512i low = _mm512_and_si512(packed, nibble);                          // even inputs
+    const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);  // odd inputs
+    __m512i a = _mm512_dpbusd_epi32(_mm512_loadu_si512(lc + i / 8), low, _mm512_loadu_si512(q + i));
+    a = _mm512_dpbusd_epi32(a, high, _mm512_loadu_si512(q + i + 64));
+    const __m512 scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_maskz_loadu_ps(groups, s + i / BLOCK)));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(_mm512_loadu_ps(ld + i / 8), scale), t);
+  };
+  __m512 t0 = _mm512_setzero_ps(), t1 = t0;  // two chains: each fmadd waits on the previous one
   int64_t i = 0;
-  for (; i + CHUNK <= v.n; i += CHUNK, ld += 16, lc += 16) {
-    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i / 2));
-    const __m256i low = _mm256_and_si256(packed, nibble);
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
-    const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
-    const __m512i a = _mm512_dpbusd_epi32(_mm512_loadu_si512(lc), u, _mm512_loadu_si512(q + i));
-    double two;  // the chunk's two group scales
-    std::memcpy(&two, s + i / BLOCK, sizeof two);
-    const __m512 scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(_mm_set_sd(two))));
-    t0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_loadu_ps(ld)), scale, t0);
+  for (; i + 2 * CHUNK4 <= v.n; i += 2 * CHUNK4) {
+    t0 = chunk(i, ~0ULL, 0xF, t0);
+    t1 = chunk(i + CHUNK4, ~0ULL, 0xF, t1);
   }
-  float total = _mm512_reduce_add_ps(t0);
-  if (i < v.n) total += group_q4_scalar(w + i / 2, s[i / BLOCK], v, i / BLOCK);  // a last lone group
-  return total;
+  if (i + CHUNK4 <= v.n) {
+    t0 = chunk(i, ~0ULL, 0xF, t0);
+    i += CHUNK4;
+  }
+  if (i < v.n) {  // 32, 64 or 96 inputs left (int4 rows are whole groups of 32)
+    const int64_t rest = v.n - i;
+    t1 = chunk(i, (1ULL << (rest / 2)) - 1, static_cast<__mmask16>((1u << (rest / BLOCK)) - 1), t1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(t0, t1));
 }
 #endif
 
