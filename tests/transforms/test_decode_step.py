@@ -106,22 +106,82 @@ def test_the_engine_gives_the_reference_tokens_and_uses_the_fused_step(monkeypat
     config = GenerationConfig(max_new_tokens=25, temperature=0.0)
     prompt = [[3, 1, 4, 1, 5, 9, 2, 6]]
     expected = Engine(reference).generate(prompt, config)[0].token_ids
+    shorter = prompt[0][2:]
+    alone = Engine(reference).generate([shorter], config)[0].token_ids
     steps = []
     original = ContinuousBatch.__init__
 
     def spy(self, *args, **kwargs):
         original(self, *args, **kwargs)
         assert self._fused is not None
-        step = self._fused.step
-        self._fused.step = lambda *a: steps.append(1) or step(*a)
+        step = self._fused.step_rows
+        self._fused.step_rows = lambda tokens, cache: steps.append(len(tokens)) or step(tokens, cache)
 
     monkeypatch.setattr(ContinuousBatch, "__init__", spy)
     assert Engine(prepared).generate(prompt, config)[0].token_ids == expected
-    assert len(steps) == 24  # every step after the prefill; the last token is drawn, not fed back
-    # Two rows run the PyTorch model (the fused step is for one row); the tokens agree all the same.
-    both = Engine(prepared).generate(prompt * 2, config)
-    assert [r.token_ids for r in both] == [expected, expected]
-    assert len(steps) == 24
+    assert steps == [1] * 24  # every step after the prefill; the last token is drawn, not fed back
+    # Two rows, one of them left-padded: both rows step through the fused step together.
+    steps.clear()
+    both = Engine(prepared).generate([prompt[0], shorter], config)
+    assert [r.token_ids for r in both] == [expected, alone]
+    assert steps == [2] * 24
+
+
+BATCHED = ["fp32", "int8", "int4"]
+
+
+@pytest.mark.parametrize("variant", BATCHED)
+@torch.inference_mode()
+def test_batched_fused_steps_give_the_reference_logits_with_padding(variant, threads):
+    # Three rows, two of them left-padded (prompts of 7, 4 and 5 tokens), through step_rows
+    # against the PyTorch model on the same padded cache: positions and visible slots per row.
+    kw, quant, options, quantized_activations, tol = VARIANTS[variant]
+    reference = model(3, **kw)
+    if quant:
+        quantize(reference, **quant)
+    fused_model = prepare_for_inference(copy.deepcopy(reference))
+    fused = fused_decode_step(fused_model, **options)
+    if quantized_activations:
+        quantize_activations_as_the_step_does(reference)
+        quantize_activations_as_the_step_does(fused_model)
+    pad = torch.tensor([0, 3, 2])
+    prompt = torch.randint(0, V, (3, 7))
+    ours, theirs = (KVCache(reference.config, 3, 30, pad=pad) for _ in range(2))
+    logits = reference(prompt, cache=theirs, last_only=True)[0][:, -1]
+    fused_model(prompt, cache=ours, last_only=True)
+    for _ in range(15):
+        tokens = logits.argmax(-1)
+        logits = reference(tokens[:, None], cache=theirs, last_only=True)[0][:, -1]
+        torch.testing.assert_close(fused.step_rows(tokens, ours), logits, atol=tol, rtol=0)
+    torch.testing.assert_close(ours.k, theirs.k, atol=tol, rtol=0)
+    torch.testing.assert_close(ours.v, theirs.v, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("variant", BATCHED)
+@torch.inference_mode()
+def test_a_row_in_a_batch_gets_the_logits_it_gets_alone(variant):
+    # The batched step runs each row through the same loops as a one-row step (its padding
+    # skipped), so a quantized model no longer picks other tokens alone than in a batch.
+    kw, quant, options, _, _ = VARIANTS[variant]
+    m = model(4, **kw)
+    if quant:
+        quantize(m, **quant)
+    m = prepare_for_inference(m)
+    fused = fused_decode_step(m, **options)
+    prompts = [torch.randint(0, V, (n,)) for n in (6, 3)]
+    batch = KVCache(m.config, 2, 30, pad=torch.tensor([0, 3]))
+    m(torch.stack([prompts[0], torch.cat([torch.zeros(3, dtype=torch.long), prompts[1]])]), cache=batch)
+    alone = []
+    for p in prompts:
+        cache = KVCache(m.config, 1, 30)
+        m(p[None], cache=cache)
+        alone.append(cache)
+    tokens = torch.tensor([1, 2])
+    for _ in range(10):
+        together = fused.step_rows(tokens, batch)
+        for r in range(2):
+            torch.testing.assert_close(together[r], fused.step(int(tokens[r]), alone[r])[0], atol=1e-5, rtol=0)
+        tokens = together.argmax(-1)
 
 
 def test_the_context_limit_holds():

@@ -30,10 +30,11 @@ temperature, seed, stop strings or grammar. A step:
   overlap. The results are the same either way. Off by default: on the 2-core machines
   it was measured on, the hand-offs cost more than they hid (docs/grammar.md).
 
-A batch of one row of a llama-style model prepared for inference steps through the fused
-C++ decode step (tinylm.transforms.decode_step) instead of the PyTorch model: same logits to
-float rounding, a fraction of the per-step overhead. Larger batches, and models it does not
-cover, run the model itself.
+The decode steps of a llama-style model prepared for inference (any number of rows, padded
+or not) run through the fused C++ decode step (tinylm.transforms.decode_step) instead of the
+PyTorch model: same logits to float rounding (int8 / int4: activations rounded to int8 per
+block of 32), a fraction of the per-step overhead. Prompts, and models it does not cover, run
+the model itself.
 
 Length limits are per row (max_new_tokens clamped to the row's own prompt). When rows
 finish or are cancelled they are dropped from the cache and the padding column that no
@@ -228,8 +229,8 @@ class ContinuousBatch:
             if len(keep) < len(rows):
                 tokens = tokens[torch.tensor(keep, device=tokens.device)]
             self._prepare_masks()
-            if self._fused is not None and len(self._rows) == 1 and self._cache.pad is None:
-                self._logits = self._fused.step(int(tokens[0]), self._cache)
+            if self._fused is not None:
+                self._logits = self._fused.step_rows(tokens, self._cache)
             else:
                 out, _ = self.model(tokens[:, None], cache=self._cache, last_only=True)
                 self._logits = out[:, -1]

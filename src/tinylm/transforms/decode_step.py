@@ -1,4 +1,4 @@
-"""The fused decode step: one C++ call per token for a single sequence of a llama-style model.
+"""The fused decode step: one C++ call per token for the sequences of a llama-style model.
 
 At batch 1 a PyTorch decode step is mostly dispatch: about 60 operators per layer, each a
 few microseconds of Python and ATen overhead around a few microseconds of work, and torch's
@@ -20,8 +20,13 @@ the PyTorch model with the same activation rounding (1e-4) and the greedy tokens
 plain int8 model; `tinylm bench quant` measures the perplexity through this step.
 `fused_decode_step(model)` returns None for anything else (GPT-2 style, int4 with other
 groups, LoRA, an asymmetric zero point, a model not prepared, no compiler): the engine then
-runs the PyTorch model, which stays the reference that tests compare against. Batches of more
-than one row always run the PyTorch model.
+runs the PyTorch model, which stays the reference that tests compare against.
+
+`step_rows` decodes a batch's rows in one call (each weight row read once for all of them, from
+L1 after the first, and int8 / int4 weights multiplied in integers as at batch 1), with the
+engine's left padding (KVCache.pad): a row's logits are those it gets alone. The PyTorch batch
+path instead widens int8 weights to float for every row block, which left tinylm's int8 at batch
+8 slower than ONNX Runtime's integer GEMM (docs/compression.md).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from tinylm.transforms.kernels import decode_kernels
 from tinylm.transforms.quantize import Int4Linear, Int8Linear, QuantizedEmbedding, TiedQuantizedHead
 
 _NO_SCALE = torch.empty(0)
+_NO_PAD = torch.empty(0, dtype=torch.long)
 # Inputs per activation scale when the step quantizes activations (llama.cpp's Q8_0 block); int4
 # weights run in the step only with groups of this size, so each group meets one activation block.
 ACTIVATION_BLOCK = 32
@@ -44,7 +50,8 @@ ACTIVATION_BLOCK = 32
 
 class FusedDecodeStep:
     """`step(token, cache)`: the next-token logits (1, vocab) of a one-row batch, after
-    writing the token's keys and values into `cache` and advancing it."""
+    writing the token's keys and values into `cache` and advancing it; `step_rows(tokens, cache)`
+    the same for a (B,) tensor of tokens, one per row of `cache`: (B, vocab)."""
 
     def __init__(self, kernel: object, block_size: int) -> None:
         self._kernel = kernel
@@ -55,6 +62,15 @@ class FusedDecodeStep:
         if slot + 1 > self._block_size:
             raise ValueError(f"sequence of {slot + 1} tokens exceeds the context of {self._block_size}")
         logits = self._kernel.step(token, slot, cache.k, cache.v)
+        cache.advance(1)
+        return logits
+
+    def step_rows(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        slot = cache.length
+        if slot + 1 > self._block_size:
+            raise ValueError(f"sequence of {slot + 1} tokens exceeds the context of {self._block_size}")
+        pad = _NO_PAD if cache.pad is None else cache.pad.to(torch.long)
+        logits = self._kernel.step_rows(tokens.reshape(-1).to(torch.long), slot, cache.k, cache.v, pad)
         cache.advance(1)
         return logits
 

@@ -1,4 +1,4 @@
-// One decode step of a llama-style model for one sequence, in one C++ call.
+// One decode step of a llama-style model for one sequence or a few (a batch's rows), in one C++ call.
 //
 // A batch-1 decode step is about 60 small operations per layer in PyTorch (norms, three
 // matrix-vector products, RoPE, a cache write, attention, SwiGLU, residuals), each a few
@@ -18,9 +18,12 @@
 // llama.cpp's Q8_0 x Q8_0 dot does): int32 sums with AVX-512 VNNI where the CPU has it (the
 // build is per CPU, -march=native), plain loops otherwise; or, for int8, float activations
 // (the weights widened to float in registers: the PyTorch model's numbers, slower). The int8
-// weights stay the checkpoint's own tensors, read in place. Each matrix-vector product is
+// weights stay the checkpoint's own tensors, read in place. Each matrix product is
 // split by output rows over torch's intra-op threads (at::parallel_for, OpenMP), so both
-// cores stream their own half of every matrix. The reference is the PyTorch model
+// cores stream their own half of every matrix; with several sequences each weight row is read
+// once for all of them (from L1 after the first), so a batch costs little more weight traffic than
+// one sequence and the int8 / int4 products stay integer products (PyTorch's batch path widens
+// int8 weights to float). The reference is the PyTorch model
 // (tinylm/model); tests check the logits against it.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -342,17 +345,21 @@ struct Products {
   bool quantize = true;
   bool vnni = true;
 
-  // The quantized form of x for matrices of m's kind into v, or nullptr where m reads floats.
-  const QuantizedVector* prepare(const Matrix& m, const float* x, QuantizedVector& v) const {
+  // The quantized form of the `rows` vectors x (rows, m.in) for matrices of m's kind into v, or
+  // nullptr where m reads floats.
+  const QuantizedVector* prepare(const Matrix& m, const float* x, int64_t rows, std::vector<QuantizedVector>& v) const {
     if (m.kind == Kind::F32 || (m.kind == Kind::I8 && !quantize)) return nullptr;
-    v.quantize(x, m.in, m.kind);
-    return &v;
+    if (static_cast<int64_t>(v.size()) < rows) v.resize(rows);
+    for (int64_t r = 0; r < rows; ++r) v[r].quantize(x + r * m.in, m.in, m.kind);
+    return v.data();
   }
 
-  void matvec(const Matrix& m, const float* x, float* y, QuantizedVector& v) const {
-    const QuantizedVector* qv = prepare(m, x, v);
+  // y (rows, m.out) = x (rows, m.in) @ m.T; each weight row is read for all rows in turn.
+  void matvec(const Matrix& m, const float* x, int64_t rows, float* y, std::vector<QuantizedVector>& v) const {
+    const QuantizedVector* qv = prepare(m, x, rows, v);
     at::parallel_for(0, m.out, GRAIN, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) y[o] = m.row_dot(o, x, qv, vnni);
+      for (int64_t o = begin; o < end; ++o)
+        for (int64_t r = 0; r < rows; ++r) y[r * m.out + o] = m.row_dot(o, x + r * m.in, qv ? qv + r : nullptr, vnni);
     });
   }
 };
@@ -394,97 +401,134 @@ class DecodeStep {
     for (const Matrix* m : all_matrices())
       TORCH_CHECK(m->kind != Kind::I4 || quantize_activations, "decode step: int4 weights need quantized activations");
     TORCH_CHECK(n_head_ * head_dim_ == dim_ && n_head_ % n_kv_head_ == 0, "decode step: head sizes do not add up");
-    x_.resize(dim_);
-    h_.resize(dim_);
-    qkv_.resize((n_head_ + 2 * n_kv_head_) * head_dim_);
-    att_.resize(dim_);
-    ffn_.resize(hidden_);
   }
 
   // Runs `token` at position `slot` (its cache slot), writing its keys and values into
   // slot `slot` of k_cache / v_cache (n_layer, 1, n_kv_head, capacity, head_dim), and returns
   // the next token's logits (1, vocab).
   torch::Tensor step(int64_t token, int64_t slot, torch::Tensor k_cache, torch::Tensor v_cache) {
-    TORCH_CHECK(token >= 0 && token < embedding_.out, "token id out of range");
+    return run(&token, 1, nullptr, slot, k_cache, v_cache);
+  }
+
+  // The same for a batch's rows: tokens (B,) int64, one per row, all at cache slot `slot` of
+  // k_cache / v_cache (n_layer, B, n_kv_head, capacity, head_dim); `pad` (B,) int64, or empty: the
+  // leading slots of each row that are padding (the engine's KVCache.pad), hidden from attention
+  // and not counted in the row's position, as in the PyTorch model. Returns (B, vocab) logits.
+  torch::Tensor step_rows(torch::Tensor tokens, int64_t slot, torch::Tensor k_cache, torch::Tensor v_cache,
+                          torch::Tensor pad) {
+    TORCH_CHECK(tokens.dim() == 1 && tokens.scalar_type() == torch::kLong, "tokens must be (B,) int64");
+    auto t = tokens.contiguous();
+    torch::Tensor p;
+    if (pad.numel()) {
+      p = pad.contiguous();
+      TORCH_CHECK(p.scalar_type() == torch::kLong && p.numel() == t.numel(), "pad must be (B,) int64");
+    }
+    return run(t.data_ptr<int64_t>(), t.numel(), p.defined() ? p.data_ptr<int64_t>() : nullptr, slot, k_cache, v_cache);
+  }
+
+ private:
+  torch::Tensor run(const int64_t* tokens, int64_t B, const int64_t* pad, int64_t slot, torch::Tensor k_cache,
+                    torch::Tensor v_cache) {
+    for (int64_t r = 0; r < B; ++r) TORCH_CHECK(tokens[r] >= 0 && tokens[r] < embedding_.out, "token id out of range");
     TORCH_CHECK(k_cache.scalar_type() == torch::kFloat && v_cache.scalar_type() == torch::kFloat &&
                 k_cache.sizes() == v_cache.sizes() && k_cache.strides() == v_cache.strides(), "cache must be two float32 buffers alike");
-    TORCH_CHECK(k_cache.dim() == 5 && k_cache.size(0) == static_cast<int64_t>(layers_.size()) && k_cache.size(1) == 1 &&
+    TORCH_CHECK(k_cache.dim() == 5 && k_cache.size(0) == static_cast<int64_t>(layers_.size()) && k_cache.size(1) == B &&
                 k_cache.size(2) == n_kv_head_ && k_cache.size(4) == head_dim_ && k_cache.stride(4) == 1, "cache shape mismatch");
     TORCH_CHECK(slot >= 0 && slot < k_cache.size(3) && slot < cos_.size(0), "no room for this position");
-    const int64_t D = head_dim_, H = n_head_, G = n_head_ / n_kv_head_, S = slot + 1;
-    const int64_t s_layer = k_cache.stride(0), s_head = k_cache.stride(2), s_slot = k_cache.stride(3);
+    const int64_t D = head_dim_, H = n_head_, G = n_head_ / n_kv_head_, S = slot + 1, Q = (H + 2 * n_kv_head_) * D;
+    const int64_t s_layer = k_cache.stride(0), s_row = k_cache.stride(1), s_head = k_cache.stride(2),
+                  s_slot = k_cache.stride(3);
     float* kc = k_cache.data_ptr<float>();
     float* vc = v_cache.data_ptr<float>();
-    const float* cos = cos_.data_ptr<float>() + slot * D;
-    const float* sin = sin_.data_ptr<float>() + slot * D;
     const float scale = 1.f / std::sqrt(static_cast<float>(D));
-    scores_.resize(H * S);
+    TORCH_CHECK(D <= 1024, "head_dim too large");
+    x_.resize(B * dim_);
+    h_.resize(B * dim_);
+    qkv_.resize(B * Q);
+    att_.resize(B * dim_);
+    ffn_.resize(B * hidden_);
+    scores_.resize(B * H * S);
+    // Row r's first visible slot and position: padding slots are skipped and not counted (a row
+    // that is still all padding sees only its own slot, as the PyTorch model's mask lets it).
+    std::vector<int64_t> first(B), position(B);
+    for (int64_t r = 0; r < B; ++r) {
+      first[r] = pad ? std::min(pad[r], slot) : 0;
+      position[r] = pad ? std::max<int64_t>(slot - pad[r], 0) : slot;
+    }
 
     float* x = x_.data();
     float* h = h_.data();
-    embedding_.row(token, x);
+    for (int64_t r = 0; r < B; ++r) embedding_.row(tokens[r], x + r * dim_);
     for (size_t l = 0; l < layers_.size(); ++l) {
       const Layer& L = layers_[l];
-      rms_norm(x, L.norm1.data_ptr<float>(), h, dim_, eps_);
-      products_.matvec(L.qkv, h, qkv_.data(), qv_);
-      // RoPE, "rotate half": pairs (i, i + D/2); the sin table's first half is stored negated.
-      float tmp[1024];
-      TORCH_CHECK(D <= 1024, "head_dim too large");
-      for (int64_t head = 0; head < H + n_kv_head_; ++head) {
-        float* v = qkv_.data() + head * D;
-        std::memcpy(tmp, v, D * sizeof(float));
-        for (int64_t i = 0; i < D; ++i) v[i] = tmp[i] * cos[i] + tmp[(i + D / 2) % D] * sin[i];
-      }
+      for (int64_t r = 0; r < B; ++r) rms_norm(x + r * dim_, L.norm1.data_ptr<float>(), h + r * dim_, dim_, eps_);
+      products_.matvec(L.qkv, h, B, qkv_.data(), qv_);
       float* k_layer = kc + l * s_layer;
       float* v_layer = vc + l * s_layer;
-      for (int64_t g = 0; g < n_kv_head_; ++g) {
-        std::memcpy(k_layer + g * s_head + slot * s_slot, qkv_.data() + (H + g) * D, D * sizeof(float));
-        std::memcpy(v_layer + g * s_head + slot * s_slot, qkv_.data() + (H + n_kv_head_ + g) * D, D * sizeof(float));
+      for (int64_t r = 0; r < B; ++r) {
+        // RoPE, "rotate half": pairs (i, i + D/2); the sin table's first half is stored negated.
+        const float* cos = cos_.data_ptr<float>() + position[r] * D;
+        const float* sin = sin_.data_ptr<float>() + position[r] * D;
+        float* row = qkv_.data() + r * Q;
+        float tmp[1024];
+        for (int64_t head = 0; head < H + n_kv_head_; ++head) {
+          float* v = row + head * D;
+          std::memcpy(tmp, v, D * sizeof(float));
+          for (int64_t i = 0; i < D; ++i) v[i] = tmp[i] * cos[i] + tmp[(i + D / 2) % D] * sin[i];
+        }
+        for (int64_t g = 0; g < n_kv_head_; ++g) {
+          std::memcpy(k_layer + r * s_row + g * s_head + slot * s_slot, row + (H + g) * D, D * sizeof(float));
+          std::memcpy(v_layer + r * s_row + g * s_head + slot * s_slot, row + (H + n_kv_head_ + g) * D, D * sizeof(float));
+        }
       }
-      // Attention of each query head over the S filled slots of its key/value head.
-      at::parallel_for(0, H, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t head = begin; head < end; ++head) {
-          const float* q = qkv_.data() + head * D;
-          const float* keys = k_layer + (head / G) * s_head;
-          const float* values = v_layer + (head / G) * s_head;
-          float* p = scores_.data() + head * S;
+      // Attention of each row's query heads over the row's visible filled slots of its key/value head.
+      at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t r = task / H, head = task % H, s0 = first[r];
+          const float* q = qkv_.data() + r * Q + head * D;
+          const float* keys = k_layer + r * s_row + (head / G) * s_head;
+          const float* values = v_layer + r * s_row + (head / G) * s_head;
+          float* p = scores_.data() + task * S;
           float top = -INFINITY;
-          for (int64_t s = 0; s < S; ++s) {
+          for (int64_t s = s0; s < S; ++s) {
             p[s] = dot_f32(keys + s * s_slot, q, D) * scale;
             top = std::max(top, p[s]);
           }
           float total = 0.f;
-          for (int64_t s = 0; s < S; ++s) total += (p[s] = std::exp(p[s] - top));
-          float* out = att_.data() + head * D;
+          for (int64_t s = s0; s < S; ++s) total += (p[s] = std::exp(p[s] - top));
+          float* out = att_.data() + r * dim_ + head * D;
           std::fill(out, out + D, 0.f);
-          for (int64_t s = 0; s < S; ++s) {
+          for (int64_t s = s0; s < S; ++s) {
             const float a = p[s] / total;
             const float* vs = values + s * s_slot;
             for (int64_t i = 0; i < D; ++i) out[i] += a * vs[i];
           }
         }
       });
-      products_.matvec(L.proj, att_.data(), h, qv_);
-      for (int64_t i = 0; i < dim_; ++i) x[i] += h[i];
-      rms_norm(x, L.norm2.data_ptr<float>(), h, dim_, eps_);
+      products_.matvec(L.proj, att_.data(), B, h, qv_);
+      for (int64_t i = 0; i < B * dim_; ++i) x[i] += h[i];
+      for (int64_t r = 0; r < B; ++r) rms_norm(x + r * dim_, L.norm2.data_ptr<float>(), h + r * dim_, dim_, eps_);
       // SwiGLU: gate and up read the same h; one pass computes silu(gate) * up per hidden unit.
-      const QuantizedVector* hq = products_.prepare(L.gate, h, qv_);  // gate and up: the same kind
+      const QuantizedVector* hq = products_.prepare(L.gate, h, B, qv_);  // gate and up: the same kind
       at::parallel_for(0, hidden_, GRAIN, [&](int64_t begin, int64_t end) {
         for (int64_t j = begin; j < end; ++j) {
-          const float g = L.gate.row_dot(j, h, hq, products_.vnni);
-          ffn_[j] = g / (1.f + std::exp(-g)) * L.up.row_dot(j, h, hq, products_.vnni);
+          for (int64_t r = 0; r < B; ++r) {
+            const float* hr = h + r * dim_;
+            const QuantizedVector* v = hq ? hq + r : nullptr;
+            const float g = L.gate.row_dot(j, hr, v, products_.vnni);
+            ffn_[r * hidden_ + j] = g / (1.f + std::exp(-g)) * L.up.row_dot(j, hr, v, products_.vnni);
+          }
         }
       });
-      products_.matvec(L.down, ffn_.data(), att_.data(), qv_);
-      for (int64_t i = 0; i < dim_; ++i) x[i] += att_[i];
+      products_.matvec(L.down, ffn_.data(), B, att_.data(), qv_);
+      for (int64_t i = 0; i < B * dim_; ++i) x[i] += att_[i];
     }
-    rms_norm(x, final_norm_.data_ptr<float>(), h, dim_, eps_);
-    auto logits = torch::empty({1, head_.out}, torch::kFloat);
-    products_.matvec(head_, h, logits.data_ptr<float>(), qv_);
+    for (int64_t r = 0; r < B; ++r) rms_norm(x + r * dim_, final_norm_.data_ptr<float>(), h + r * dim_, dim_, eps_);
+    auto logits = torch::empty({B, head_.out}, torch::kFloat);
+    products_.matvec(head_, h, B, logits.data_ptr<float>(), qv_);
     return logits;
   }
 
- private:
   std::vector<const Matrix*> all_matrices() const {
     std::vector<const Matrix*> out{&head_};
     for (const Layer& L : layers_) out.insert(out.end(), {&L.qkv, &L.proj, &L.gate, &L.up, &L.down});
@@ -498,7 +542,7 @@ class DecodeStep {
   float eps_;
   torch::Tensor cos_, sin_, final_norm_;
   std::vector<float> x_, h_, qkv_, att_, ffn_, scores_;
-  QuantizedVector qv_;
+  std::vector<QuantizedVector> qv_;  // one per row
 };
 
 
@@ -510,8 +554,8 @@ torch::Tensor matvec(torch::Tensor weight, torch::Tensor scale, torch::Tensor x,
   TORCH_CHECK(xc.scalar_type() == torch::kFloat && xc.numel() == m.in, "x must be (in,) float32");
   TORCH_CHECK(m.kind != Kind::I4 || quantize, "int4 weights need quantized activations");
   auto y = torch::empty({m.out}, torch::kFloat);
-  QuantizedVector v;
-  Products{quantize, vnni}.matvec(m, xc.data_ptr<float>(), y.data_ptr<float>(), v);
+  std::vector<QuantizedVector> v;
+  Products{quantize, vnni}.matvec(m, xc.data_ptr<float>(), 1, y.data_ptr<float>(), v);
   return y;
 }
 
@@ -527,5 +571,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<DecodeStep>(m, "DecodeStep")
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>, torch::Tensor,
                           torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t, double, bool, bool>())
-      .def("step", &DecodeStep::step, pybind11::call_guard<pybind11::gil_scoped_release>());
+      .def("step", &DecodeStep::step, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("step_rows", &DecodeStep::step_rows, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
