@@ -133,8 +133,9 @@ BATCHED = ["fp32", "int8", "int4"]
 @pytest.mark.parametrize("variant", BATCHED)
 @torch.inference_mode()
 def test_batched_fused_steps_give_the_reference_logits_with_padding(variant, threads):
-    # Three rows, two of them left-padded (prompts of 7, 4 and 5 tokens), through step_rows
-    # against the PyTorch model on the same padded cache: positions and visible slots per row.
+    # Five rows, three of them left-padded (prompts of 7, 4, 5, 7 and 6 tokens), through step_rows
+    # against the PyTorch model on the same padded cache: positions and visible slots per row,
+    # and the int8 loop that takes rows four at a time, then the one left.
     kw, quant, options, quantized_activations, tol = VARIANTS[variant]
     reference = model(3, **kw)
     if quant:
@@ -144,9 +145,9 @@ def test_batched_fused_steps_give_the_reference_logits_with_padding(variant, thr
     if quantized_activations:
         quantize_activations_as_the_step_does(reference)
         quantize_activations_as_the_step_does(fused_model)
-    pad = torch.tensor([0, 3, 2])
-    prompt = torch.randint(0, V, (3, 7))
-    ours, theirs = (KVCache(reference.config, 3, 30, pad=pad) for _ in range(2))
+    pad = torch.tensor([0, 3, 2, 0, 1])
+    prompt = torch.randint(0, V, (5, 7))
+    ours, theirs = (KVCache(reference.config, 5, 30, pad=pad) for _ in range(2))
     logits = reference(prompt, cache=theirs, last_only=True)[0][:, -1]
     fused_model(prompt, cache=ours, last_only=True)
     for _ in range(15):
