@@ -231,31 +231,31 @@ inline float dot_q4_vnni(const uint8_t* w, const float* s, const QuantizedVector
   const int8_t* q = v.q4.data();
   const float* ld = v.lane_d.data();
   const int32_t* lc = v.lane_c.data();
-  // One chunk of 128 inputs at i: `bytes` of packed weights (64, fewer in the row's last chunk,
-  // whose missing bytes and scales load as 0 and meet zero activations and lane scales).
-  auto chunk = [&](int64_t i, __mmask64 bytes, __mmask16 groups, __m512 t) {
-    const __m512i packed = _mm512_maskz_loadu_epi8(bytes, w + i / 2);
+  // One chunk of 128 inputs at i. The row's last chunk (`tail`, `rest` of 32, 64 or 96 inputs) loads
+  // only its bytes and group scales; the missing ones load as 0 and meet zero activations and lane
+  // scales. Whole chunks use plain loads.
+  auto chunk = [&](int64_t i, bool tail, int64_t rest, __m512 t) {
+    const __m512i packed = tail ? _mm512_maskz_loadu_epi8((1ULL << (rest / 2)) - 1, w + i / 2) : _mm512_loadu_si512(w + i / 2);
+    const __m128 four = tail ? _mm_maskz_loadu_ps(static_cast<__mmask8>((1u << (rest / BLOCK)) - 1), s + i / BLOCK)
+                             : _mm_loadu_ps(s + i / BLOCK);
     const __m512i low = _mm512_and_si512(packed, nibble);                          // even inputs
     const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);  // odd inputs
     __m512i a = _mm512_dpbusd_epi32(_mm512_loadu_si512(lc + i / 8), low, _mm512_loadu_si512(q + i));
     a = _mm512_dpbusd_epi32(a, high, _mm512_loadu_si512(q + i + 64));
-    const __m512 scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_maskz_loadu_ps(groups, s + i / BLOCK)));
+    const __m512 scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(four));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(_mm512_loadu_ps(ld + i / 8), scale), t);
   };
   __m512 t0 = _mm512_setzero_ps(), t1 = t0;  // two chains: each fmadd waits on the previous one
   int64_t i = 0;
   for (; i + 2 * CHUNK4 <= v.n; i += 2 * CHUNK4) {
-    t0 = chunk(i, ~0ULL, 0xF, t0);
-    t1 = chunk(i + CHUNK4, ~0ULL, 0xF, t1);
+    t0 = chunk(i, false, 0, t0);
+    t1 = chunk(i + CHUNK4, false, 0, t1);
   }
   if (i + CHUNK4 <= v.n) {
-    t0 = chunk(i, ~0ULL, 0xF, t0);
+    t0 = chunk(i, false, 0, t0);
     i += CHUNK4;
   }
-  if (i < v.n) {  // 32, 64 or 96 inputs left (int4 rows are whole groups of 32)
-    const int64_t rest = v.n - i;
-    t1 = chunk(i, (1ULL << (rest / 2)) - 1, static_cast<__mmask16>((1u << (rest / BLOCK)) - 1), t1);
-  }
+  if (i < v.n) t1 = chunk(i, true, v.n - i, t1);  // int4 rows are whole groups of 32
   return _mm512_reduce_add_ps(_mm512_add_ps(t0, t1));
 }
 
