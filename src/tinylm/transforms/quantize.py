@@ -29,9 +29,9 @@ llama-style-small; figures there):
   `_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu` and dequantize-then-matmul were all
   slower than fp32 at batch 1 there. Without a C++ compiler: `_weight_int8pack_mm` (int8) and
   dequantize-then-matmul (int4), the same numbers, slowly.
-- one sequence of a llama-style model (the engine's batch 1): the fused decode step
-  (transforms/decode_step.py) runs the whole layer stack in C++ and multiplies int8 and int4
-  (group 32, symmetric) weights by activations quantized to int8 per block of 32 (AVX-512
+- decode steps of a llama-style model (the engine's batches of any size): the fused decode
+  step (transforms/decode_step.py) runs the whole layer stack in C++ and multiplies int8 and
+  int4 (group 32, symmetric) weights by activations quantized to int8 per block of 32 (AVX-512
   VNNI), so its logits differ slightly from these layers' (float activations).
 - more rows (prompts, perplexity): dequantize the layer to float once, then MKL's matmul.
   The float copy lives for one layer's product only, so the model's memory stays integer.
