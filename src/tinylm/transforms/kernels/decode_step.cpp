@@ -411,7 +411,13 @@ struct Products {
   void matvec(const Matrix& m, const float* x, int64_t rows, float* y, std::vector<QuantizedVector>& v) const {
     const QuantizedVector* qv = prepare(m, x, rows, v);
     at::parallel_for(0, m.out, GRAIN, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) m.rows_dot(o, x, rows, qv, vnni, y + o, m.out);
+      // One sequence calls the inlined row loop directly: a call per weight row through rows_dot
+      // cost batch-1 int8 steps about 15 % (microbenchmark, docs/compression.md).
+      if (rows == 1) {
+        for (int64_t o = begin; o < end; ++o) y[o] = m.row_dot(o, x, qv, vnni);
+      } else {
+        for (int64_t o = begin; o < end; ++o) m.rows_dot(o, x, rows, qv, vnni, y + o, m.out);
+      }
     });
   }
 };
@@ -563,6 +569,13 @@ class DecodeStep {
       // SwiGLU: gate and up read the same h; one pass computes silu(gate) * up per hidden unit.
       const QuantizedVector* hq = products_.prepare(L.gate, h, B, qv_);  // gate and up: the same kind
       at::parallel_for(0, hidden_, GRAIN, [&](int64_t begin, int64_t end) {
+        if (B == 1) {  // one sequence: the inlined row loop, as in Products::matvec
+          for (int64_t j = begin; j < end; ++j) {
+            const float g = L.gate.row_dot(j, h, hq, products_.vnni);
+            ffn_[j] = g / (1.f + std::exp(-g)) * L.up.row_dot(j, h, hq, products_.vnni);
+          }
+          return;
+        }
         float g[64], u[64];  // this unit's gate and up for each row
         for (int64_t j = begin; j < end; ++j) {
           for (int64_t r0 = 0; r0 < B; r0 += 64) {
