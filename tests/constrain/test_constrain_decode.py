@@ -14,7 +14,7 @@ import threading
 import pytest
 import torch
 
-from constrain_models import random_lm
+from constrain_models import random_llama_lm, random_lm
 from tinylm.constrain import Grammar, GrammarProcessor, builtin, compile_grammar, constrain
 from tinylm.errors import TinyLMError
 from tinylm.generation import ContinuousBatch, Engine, GenerationConfig, LogitsProcessor
@@ -344,11 +344,13 @@ class _Reference(LogitsProcessor):
 
 @pytest.mark.parametrize("grammar", ["code2-full", "arithmetic"])
 @pytest.mark.parametrize("batch", [1, 8])
-def test_the_grammar_processor_draws_the_tokens_of_a_plain_reference(char_tokenizer, grammar, batch):
+@pytest.mark.parametrize("make_lm", [random_lm, random_llama_lm], ids=["gpt", "llama-fused"])
+def test_the_grammar_processor_draws_the_tokens_of_a_plain_reference(char_tokenizer, grammar, batch, make_lm):
     """Every shortcut of GrammarProcessor (one batched accept and fill, the NumPy-unpacked
-    mask, the rows with nothing allowed reported instead of scanned for, the mask thread)
-    leaves the draw unchanged: same seed, same tokens as the plain reference, row by row."""
-    lm = random_lm(char_tokenizer, seed=4)
+    mask, the rows with nothing allowed reported instead of scanned for, the mask thread, the
+    fused step on its own thread at batch 1 of a llama-style model) leaves the draw unchanged:
+    same seed, same tokens as the plain reference, row by row."""
+    lm = make_lm(char_tokenizer, seed=4)
     compiled = compile_grammar(builtin(grammar), char_tokenizer, lm.model.config.vocab_size)
     prompts = [[char_tokenizer.bos_id]] * batch
     config = GenerationConfig(max_new_tokens=40, temperature=1.3, seed=7)

@@ -124,6 +124,30 @@ def test_the_engine_gives_the_reference_tokens_and_uses_the_fused_step(monkeypat
     assert len(steps) == 24
 
 
+@torch.inference_mode()
+def test_a_step_on_the_step_thread_equals_the_step_here(threads):
+    """start/finish (the step on its own C++ thread, with the caller's torch threads) give the
+    logits and cache of step; a finish without a start, or two starts, say so."""
+    prepared = prepare_for_inference(model(2))
+    fused = fused_decode_step(prepared)
+    prompt = torch.randint(0, V, (1, 5))
+    here, there = KVCache(prepared.config, 1, 30), KVCache(prepared.config, 1, 30)
+    prepared(prompt, cache=here, last_only=True)
+    prepared(prompt, cache=there, last_only=True)
+    with pytest.raises(RuntimeError, match="no step was started"):
+        fused.finish()
+    for token in [5, 17, 96, 0, 42, 42, 8]:
+        fused.start(token, there)
+        assert there.length == here.length + 1  # advanced at once: the step owns the slot
+        torch.testing.assert_close(fused.finish(), fused.step(token, here), atol=0, rtol=0)
+    torch.testing.assert_close(there.k, here.k, atol=0, rtol=0)
+    torch.testing.assert_close(there.v, here.v, atol=0, rtol=0)
+    fused.start(1, there)
+    with pytest.raises(RuntimeError, match="finish"):
+        fused.start(2, there)
+    fused.finish()
+
+
 def test_the_context_limit_holds():
     prepared = prepare_for_inference(model())
     fused = fused_decode_step(prepared)

@@ -227,10 +227,20 @@ class ContinuousBatch:
         if self._rows:
             if len(keep) < len(rows):
                 tokens = tokens[torch.tensor(keep, device=tokens.device)]
-            self._prepare_masks()
+            work = self._prepare_masks()
             if self._fused is not None and len(self._rows) == 1 and self._cache.pad is None:
-                self._logits = self._fused.step(int(tokens[0]), self._cache)
+                if work is None:
+                    self._logits = self._fused.step(int(tokens[0]), self._cache)
+                else:  # the forward pass on the step's thread, the masks here meanwhile
+                    self._fused.start(int(tokens[0]), self._cache)
+                    try:
+                        work()
+                    except Exception as e:  # noqa: BLE001 - raised by the next step, as from the mask thread
+                        self._error = e
+                    self._logits = self._fused.finish()
             else:
+                if work is not None:
+                    self._prepared = _MaskThread.get().submit(work)
                 out, _ = self.model(tokens[:, None], cache=self._cache, last_only=True)
                 self._logits = out[:, -1]
         return events
@@ -250,10 +260,10 @@ class ContinuousBatch:
             tokens[part.index] = select_tokens(sub, cfg, part.generator)
         return tokens
 
-    def _prepare_masks(self) -> None:
-        """Start computing the next step's masks on the mask thread (it runs during the forward pass)."""
+    def _prepare_masks(self) -> Callable[[], None] | None:
+        """The next step's masks, to compute during the forward pass (None: nothing to do ahead)."""
         if not self.overlap_masks:
-            return  # each step's __call__ computes its masks itself; the results are the same
+            return None  # each step's __call__ computes its masks itself; the results are the same
         works = []
         for part in self._masking:
             processor = part.group.processor
@@ -263,12 +273,15 @@ class ContinuousBatch:
                 if work is not None:
                     works.append(work)
         if not works:
-            return
+            return None
+        if len(works) == 1:
+            return works[0]
+
         def run_all() -> None:
             for work in works:
                 work()
 
-        self._prepared = _MaskThread.get().submit(works[0] if len(works) == 1 else run_all)
+        return run_all
 
     def settle(self) -> None:
         """Wait for the masks in preparation: nothing may touch a processor while the mask

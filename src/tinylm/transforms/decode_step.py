@@ -49,14 +49,30 @@ class FusedDecodeStep:
     def __init__(self, kernel: object, block_size: int) -> None:
         self._kernel = kernel
         self._block_size = block_size
+        self._thread: object | None = None  # kernels' StepThread, made at the first start()
 
     def step(self, token: int, cache: KVCache) -> torch.Tensor:
-        slot = cache.length
-        if slot + 1 > self._block_size:
-            raise ValueError(f"sequence of {slot + 1} tokens exceeds the context of {self._block_size}")
-        logits = self._kernel.step(token, slot, cache.k, cache.v)
+        logits = self._kernel.step(token, self._slot(cache), cache.k, cache.v)
         cache.advance(1)
         return logits
+
+    def start(self, token: int, cache: KVCache) -> None:
+        """`step` on the step's own thread: returns at once; `finish()` returns the logits.
+        Until then nothing may read or write `cache` (it is already advanced)."""
+        if self._thread is None:
+            self._thread = decode_kernels().StepThread(self._kernel)
+        self._thread.start(token, self._slot(cache), cache.k, cache.v)
+        cache.advance(1)
+
+    def finish(self) -> torch.Tensor:
+        if self._thread is None:
+            raise RuntimeError("StepThread: no step was started")
+        return self._thread.finish()
+
+    def _slot(self, cache: KVCache) -> int:
+        if cache.length + 1 > self._block_size:
+            raise ValueError(f"sequence of {cache.length + 1} tokens exceeds the context of {self._block_size}")
+        return cache.length
 
 
 def fused_decode_step(model: GPT | object, *, quantize_activations: bool = True,
