@@ -44,7 +44,9 @@ ACTIVATION_BLOCK = 32
 
 class FusedDecodeStep:
     """`step(token, cache)`: the next-token logits (1, vocab) of a one-row batch, after
-    writing the token's keys and values into `cache` and advancing it."""
+    writing the token's keys and values into `cache` and advancing it. `start` + `finish`:
+    the same step on a C++ thread of its own, so the caller can work meanwhile (the decoder
+    computes a grammar's next mask there)."""
 
     def __init__(self, kernel: object, block_size: int) -> None:
         self._kernel = kernel
