@@ -145,7 +145,11 @@ def test_a_step_on_the_step_thread_equals_the_step_here(threads):
     fused.start(1, there)
     with pytest.raises(RuntimeError, match="finish"):
         fused.start(2, there)
-    fused.finish()
+    # A second decoder while the thread is taken (batches stepped from two Python threads):
+    # its step runs in the caller, with the same logits.
+    other, elsewhere = fused_decode_step(prepared), copy.deepcopy(here)  # `there` before this start
+    other.start(1, elsewhere)
+    torch.testing.assert_close(other.finish(), fused.finish(), atol=0, rtol=0)
 
 
 def test_the_context_limit_holds():

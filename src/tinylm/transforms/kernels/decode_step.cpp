@@ -35,6 +35,10 @@
 #include <thread>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -484,21 +488,24 @@ class DecodeStep {
 // touches Python, so neither side waits for the GIL. Waking a sleeping thread costs tens of
 // microseconds on a virtual machine (docs/grammar.md), a fifth of a step, so between steps the
 // thread spins, and only after 2 ms without work does it sleep; `finish` spins the same way.
+// One thread serves the process (tinylm/transforms/decode_step.py): a new thread's first
+// parallel loop costs milliseconds (ATen sets up its thread state), more than a short generation.
 class StepThread {
  public:
-  explicit StepThread(DecodeStep& step) : step_(step), thread_([this] { run(); }) {}
+  StepThread() : thread_([this] { run(); }) {}
 
   ~StepThread() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
+      stop_.store(true);
     }
     wake_.notify_one();
-    thread_.join();
+    thread_.join();  // at once: the thread checks stop_ while it spins and while it sleeps
   }
 
-  void start(int64_t token, int64_t slot, torch::Tensor k_cache, torch::Tensor v_cache) {
+  void start(DecodeStep& step, int64_t token, int64_t slot, torch::Tensor k_cache, torch::Tensor v_cache) {
     TORCH_CHECK(state_.load() == kIdle, "StepThread: finish() the running step first");
+    step_ = &step;
     token_ = token;
     slot_ = slot;
     k_ = std::move(k_cache);
@@ -536,16 +543,21 @@ class StepThread {
     using clock = std::chrono::steady_clock;
     for (;;) {
       const auto idle_since = clock::now();
-      for (int spins = 0; state_.load(std::memory_order_acquire) != kQueued && clock::now() - idle_since < kSpin; ++spins)
+      for (int spins = 0; state_.load(std::memory_order_acquire) != kQueued && !stop_.load() &&
+                          clock::now() - idle_since < kSpin; ++spins)
         pause(spins);
       if (state_.load(std::memory_order_acquire) != kQueued) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [this] { return stop_ || state_.load() == kQueued; });
-        if (stop_) return;
+        wake_.wait(lock, [this] { return stop_.load() || state_.load() == kQueued; });
       }
+      if (stop_.load()) return;  // a queued step is not run: finish() cannot be called any more
       try {
-        if (at::get_num_threads() != threads_) at::set_num_threads(threads_);
-        logits_ = step_.step(token_, slot_, k_, v_);
+#ifdef _OPENMP
+        // OpenMP's own setter, for this thread only: at::set_num_threads would also rebuild
+        // ATen's process-wide thread pool.
+        if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+#endif
+        logits_ = step_->step(token_, slot_, k_, v_);
       } catch (...) {
         error_ = std::current_exception();
       }
@@ -554,11 +566,11 @@ class StepThread {
   }
 
   static constexpr std::chrono::milliseconds kSpin{2};
-  DecodeStep& step_;
+  DecodeStep* step_ = nullptr;
   std::atomic<int> state_{kIdle};
   std::mutex mutex_;
   std::condition_variable wake_;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};  // set by the destructor, which then waits no longer than a step
   int64_t token_ = 0, slot_ = 0;
   int threads_ = 1;
   torch::Tensor k_, v_, logits_;
@@ -593,7 +605,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t, double, bool, bool>())
       .def("step", &DecodeStep::step, pybind11::call_guard<pybind11::gil_scoped_release>());
   pybind11::class_<StepThread>(m, "StepThread")
-      .def(pybind11::init<DecodeStep&>(), pybind11::keep_alive<1, 2>())
+      .def(pybind11::init<>())
       .def("start", &StepThread::start)
       .def("finish", &StepThread::finish, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
