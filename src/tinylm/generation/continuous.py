@@ -29,7 +29,9 @@ temperature, seed, stop strings or grammar. A step:
   neither side needs the other or the GIL until `finish`. It needs a core besides the
   forward pass's threads, so by default (`overlap_masks=None`) it is on when torch's
   threads leave one of this process's cores free; True / False force it. The tokens are
-  the same either way. Larger batches run the PyTorch model, which needs the GIL between
+  the same either way. It pays only with that core really free: where other processes
+  keep the cores busy, the two threads share one and False is faster (docs/grammar.md).
+  Larger batches run the PyTorch model, which needs the GIL between
   its kernels: there a second Python thread measured slower than masking in the step
   (docs/grammar.md), so their masks are computed in the step.
 

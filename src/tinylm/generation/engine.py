@@ -31,7 +31,7 @@ from tinylm.tokenizers import Tokenizer
 class Engine:
     """`overlap_masks`: compute grammar masks while the forward pass runs on another thread, at
     batch 1 on the fused step (see continuous.py); None: where torch's threads leave a core
-    free. The results are the same."""
+    free (on a machine busy with other work, False is faster). The results are the same."""
 
     def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *,
                  overlap_masks: bool | None = None) -> None:
