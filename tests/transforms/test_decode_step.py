@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -150,6 +153,35 @@ def test_a_step_on_the_step_thread_equals_the_step_here(threads):
     other, elsewhere = fused_decode_step(prepared), copy.deepcopy(here)  # `there` before this start
     other.start(1, elsewhere)
     torch.testing.assert_close(other.finish(), fused.finish(), atol=0, rtol=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_step_thread_of_its_own():
+    """The step thread is per process: a child forked after the parent used it (the thread
+    is not in the child) makes its own instead of waiting on the parent's forever."""
+    prepared = prepare_for_inference(model(4))
+
+    def step() -> torch.Tensor:
+        fused, cache = fused_decode_step(prepared), KVCache(prepared.config, 1, 30)
+        with torch.inference_mode():
+            prepared(torch.tensor([[1, 2]]), cache=cache)
+            fused.start(3, cache)
+            return fused.finish()
+
+    expected = step()
+    pid = os.fork()
+    if pid == 0:  # the child: exit at once with the verdict, past pytest's own clean-up
+        os._exit(0 if torch.equal(step(), expected) else 1)
+    for _ in range(400):  # up to 20 s; a child waiting on the parent's thread would never end
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's step never finished")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_context_limit_holds():
