@@ -15,17 +15,16 @@ per row (new_tokens; the free run ignores eos, the constrained run may not stop 
 eos is masked after the grammar's mask, at the cost of one torch call per step counted
 against the grammar, and the JSON workload is a stream of schema objects, one per line,
 so every grammar can always go on). Runs alternate, and the headline is the median over
-runs of the wall time per token with the engine's defaults (process CPU time is reported
-beside it as overhead_pct_cpu). By default the decoder overlaps a batch-1 mask with the
-forward pass, which runs on the fused step's own thread, where torch's threads leave a core
-free, as the bench's one thread does on a machine of two or more cores (masks_overlapped
-says whether it did); overhead_pct_masks_in_step is the same constrained run with the
-masks computed in the step (overlap_masks=False), timed in the same rounds. Batch 8 runs
-the PyTorch model and computes its masks in the step either way. Goal: <= 10 % (the
-structure issue asks <= 5 %; docs/grammar.md says where it stands).
-grammar_us_per_token is the time spent inside the GrammarProcessor's calls in the decode
-step, grammar_overlapped_us_per_token the time in its `prepare`, which ran while the
-forward pass did (both from a further run with timers, whose wall time is not used).
+runs of the wall time per token with the engine's default, masks computed in the step
+(process CPU time is reported beside it as overhead_pct_cpu).
+overhead_pct_masks_overlapped is the same constrained run with overlap_masks=True, timed
+in the same rounds: at batch 1 the fused step then runs on its own thread while the
+decoder prepares the next mask; it needs a core really free (docs/grammar.md), hence off
+by default. Batch 8 runs the PyTorch model and masks in the step either way. The machine
+is shared, so run it twice. Goal: <= 10 % (the structure issue asks <= 5 %;
+docs/grammar.md says where it stands). grammar_us_per_token is the time spent inside the
+GrammarProcessor's calls in the decode step (from a further run with timers, whose wall
+time is not used).
 
 Correctness: separate ordinary constrained runs (eos allowed, plain schema) check every
 output: a finished row must be a sentence of its grammar (for JSON, also json.loads), a
@@ -50,7 +49,7 @@ from typing import Any
 
 import torch
 
-from tinylm.generation import ContinuousBatch, Engine, GenerationConfig, LogitsProcessor
+from tinylm.generation import Engine, GenerationConfig, LogitsProcessor
 
 SCHEMA = {
     "type": "object",
@@ -73,17 +72,11 @@ ANCHOR = {"slowdown_x": [79, 115], "source": "the grammar-decoding study: Llama 
 
 
 class _Timed(LogitsProcessor):
-    """Times every hook of the processor it wraps (wall clock: the calls are microseconds):
-    `seconds` in the decode step, `prepare_seconds` in `prepare`, which the decoder calls
-    while the forward pass runs on the fused step's thread."""
+    """Times every hook of the processor it wraps (wall clock: the calls are microseconds);
+    the bench runs it with masks in the step, where `prepare` is never called."""
 
     def __init__(self, inner: LogitsProcessor) -> None:
-        self.inner, self.seconds, self.prepare_seconds = inner, 0.0, 0.0
-
-    def prepare(self, rows, generated) -> None:
-        t0 = time.perf_counter()
-        self.inner.prepare(rows, generated)
-        self.prepare_seconds += time.perf_counter() - t0
+        self.inner, self.seconds = inner, 0.0
 
     def __call__(self, logits, rows, generated):
         t0 = time.perf_counter()
@@ -186,13 +179,13 @@ def _overhead(engine: Engine, compiled: Any, batch: int, new_tokens: int, runs: 
     from tinylm.constrain import GrammarProcessor
 
     eos = engine.tokenizer.eos_id
-    in_step = Engine(engine.model, engine.tokenizer, overlap_masks=False)  # the same, masks computed in the step
-    cpu, wall, wall_in_step, inside, ahead = [], [], [], [], []
+    overlapped = Engine(engine.model, engine.tokenizer, overlap_masks=True)  # the same, masks during the forward pass
+    cpu, wall, wall_overlapped, inside = [], [], [], []
     for seed in range(runs):
         config = GenerationConfig(max_new_tokens=new_tokens, temperature=1.0, seed=seed, ignore_eos=True)
         c_cpu, c_wall, results = _timed_generate(engine, batch, config, _NoEarlyEnd(GrammarProcessor(compiled), eos))
         f_cpu, f_wall, _ = _timed_generate(engine, batch, config, None)
-        s_wall = _timed_generate(in_step, batch, config, _NoEarlyEnd(GrammarProcessor(compiled), eos))[1]
+        o_wall = _timed_generate(overlapped, batch, config, _NoEarlyEnd(GrammarProcessor(compiled), eos))[1]
         timed = _Timed(GrammarProcessor(compiled))  # a run of its own: the timers cost time too
         _timed_generate(engine, batch, config, _NoEarlyEnd(timed, eos))
         if any(r.completion_tokens != new_tokens for r in results):
@@ -200,23 +193,20 @@ def _overhead(engine: Engine, compiled: Any, batch: int, new_tokens: int, runs: 
         tokens = batch * new_tokens
         cpu.append((c_cpu / tokens, f_cpu / tokens))
         wall.append((c_wall / tokens, f_wall / tokens))
-        wall_in_step.append(s_wall / tokens)
+        wall_overlapped.append(o_wall / tokens)
         inside.append(timed.seconds / tokens)
-        ahead.append(timed.prepare_seconds / tokens)
     med = lambda pairs, i: statistics.median(p[i] for p in pairs)  # noqa: E731
     return {
         "batch": batch,
         "tokens_per_run": batch * new_tokens,
-        "masks_overlapped": batch == 1 and ContinuousBatch(engine.model, engine.tokenizer).overlap_masks,
         "free_ms_per_token": round(1e3 * med(wall, 1), 3),
         "constrained_ms_per_token": round(1e3 * med(wall, 0), 3),
         "overhead_pct": round(100 * (med(wall, 0) / med(wall, 1) - 1), 2),
-        "overhead_pct_masks_in_step": round(100 * (statistics.median(wall_in_step) / med(wall, 1) - 1), 2),
+        "overhead_pct_masks_overlapped": round(100 * (statistics.median(wall_overlapped) / med(wall, 1) - 1), 2),
         "free_cpu_ms_per_token": round(1e3 * med(cpu, 1), 3),
         "constrained_cpu_ms_per_token": round(1e3 * med(cpu, 0), 3),
         "overhead_pct_cpu": round(100 * (med(cpu, 0) / med(cpu, 1) - 1), 2),
         "grammar_us_per_token": round(1e6 * statistics.median(inside), 1),
-        "grammar_overlapped_us_per_token": round(1e6 * statistics.median(ahead), 1),
     }
 
 

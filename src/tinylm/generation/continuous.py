@@ -23,17 +23,16 @@ temperature, seed, stop strings or grammar. A step:
   bucket is every unseeded group with equal sampling settings (one call for all greedy
   rows, say) or a single seeded group (its own generator, so a seed gives the same text
   however the batch around it changes).
-- masks off the critical path: a batch of one row on the fused step (below) runs the
-  forward pass on the step's own C++ thread (`FusedDecodeStep.start`), and meanwhile this
-  thread lets each processor that `prepares` (a grammar) compute the next step's mask;
-  neither side needs the other or the GIL until `finish`. It needs a core besides the
-  forward pass's threads, so by default (`overlap_masks=None`) it is on when torch's
-  threads leave one of this process's cores free; True / False force it. The tokens are
-  the same either way. It pays only with that core really free: where other processes
-  keep the cores busy, the two threads share one and False is faster (docs/grammar.md).
-  Larger batches run the PyTorch model, which needs the GIL between
-  its kernels: there a second Python thread measured slower than masking in the step
-  (docs/grammar.md), so their masks are computed in the step.
+- masks off the critical path, on request: with `overlap_masks=True` a batch of one row
+  on the fused step (below) runs the forward pass on the step's own C++ thread
+  (`FusedDecodeStep.start`), and meanwhile this thread lets each processor that
+  `prepares` (a grammar) compute the next step's mask; neither side needs the other or
+  the GIL until `finish`. The tokens are the same either way. It needs a core really
+  free: on the shared 2-core machine it was measured on it cut a grammar's cost by half
+  in one run and made steps 2-4x slower in another, where the two threads shared a core
+  (docs/grammar.md), hence off by default. Larger batches run the PyTorch model, which
+  needs the GIL between its kernels: there a second Python thread measured slower than
+  masking in the step, so their masks are always computed in the step.
 
 A batch of one row of a llama-style model prepared for inference steps through the fused
 C++ decode step (tinylm.transforms.decode_step) instead of the PyTorch model: same logits to
@@ -48,7 +47,6 @@ remaining row needs is trimmed, so the cache is never longer than its longest li
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,9 +82,8 @@ class _Part:
 
 
 class ContinuousBatch:
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool | None = None) -> None:
-        self.model, self.tokenizer = model, tokenizer
-        self.overlap_masks = _core_to_spare() if overlap_masks is None else overlap_masks
+    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
+        self.model, self.tokenizer, self.overlap_masks = model, tokenizer, overlap_masks
         self._rows: list[Row] = []  # live rows, in the order of the cache's batch rows
         self._cache: KVCache | None = None
         self._logits: torch.Tensor | None = None  # (B, V): each live row's next-token logits
@@ -250,11 +247,3 @@ class ContinuousBatch:
         self._buckets = [part(p, self._rows[p[0]].group, self._rows[p[0]].group.generator)
                          for p in buckets.values()]
 
-
-def _core_to_spare() -> bool:
-    """Whether torch's intra-op threads leave one of this process's cores free."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return torch.get_num_threads() < cores

@@ -30,11 +30,10 @@ from tinylm.tokenizers import Tokenizer
 
 class Engine:
     """`overlap_masks`: compute grammar masks while the forward pass runs on another thread, at
-    batch 1 on the fused step (see continuous.py); None: where torch's threads leave a core
-    free (on a machine busy with other work, False is faster). The results are the same."""
+    batch 1 on the fused step (see continuous.py); it needs a free core, so it is off by
+    default. The results are the same."""
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *,
-                 overlap_masks: bool | None = None) -> None:
+    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
         if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
             raise TinyLMError(
                 f"the tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}"
