@@ -25,6 +25,17 @@ def random_lm(tokenizer: Tokenizer, seed: int = 0, vocab_size: int | None = None
     return LanguageModel(GPT(cfg).eval(), tokenizer)
 
 
+def random_llama_lm(tokenizer: Tokenizer, seed: int = 0) -> LanguageModel:
+    """A llama-style model prepared for inference: at batch 1 the engine decodes it with the
+    fused C++ step (tinylm.transforms.decode_step), and with a grammar on the step's thread."""
+    from tinylm.transforms import prepare_for_inference
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=32,
+                      position="rope", norm="rmsnorm", ffn="swiglu", bias=False)
+    return LanguageModel(prepare_for_inference(GPT(cfg).eval()), tokenizer)
+
+
 def char_tokenizer() -> CharTokenizer:
     return CharTokenizer(CHARS)
 

@@ -9,12 +9,11 @@ every sampling control, batches, per-row grammars, streaming and beam search.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 import torch
 
-from constrain_models import random_lm
+from constrain_models import random_llama_lm, random_lm
 from tinylm.constrain import Grammar, GrammarProcessor, builtin, compile_grammar, constrain
 from tinylm.errors import TinyLMError
 from tinylm.generation import ContinuousBatch, Engine, GenerationConfig, LogitsProcessor
@@ -243,16 +242,20 @@ def test_a_dead_end_ends_the_row_with_a_reason(num_beams):
 
 
 @pytest.mark.parametrize("overlap", [False, True])
-def test_a_dead_end_is_reported_in_the_step_and_on_the_mask_thread(overlap):
+@pytest.mark.parametrize("make_lm", [random_lm, random_llama_lm], ids=["gpt", "llama-fused"])
+def test_a_dead_end_is_reported_in_the_step_and_when_prepared(overlap, make_lm):
     """The processor reports rows with nothing allowed (from the bitmask in the step, from the
-    unpacked mask on the mask thread); the engine trusts it and does not scan the logits."""
-    lm = random_lm(TwoLetters(), block_size=16)
+    mask `prepare` unpacked during the fused step's forward pass, one row); the engine trusts
+    it and does not scan the logits."""
+    lm = make_lm(TwoLetters())
     grammars = [Grammar.ebnf('root ::= "ab" "c"'), Grammar.ebnf('root ::= "abab" "b"?')]
-    processor = constrain(lm, grammars)
-    results = Engine(lm.model, lm.tokenizer, overlap_masks=overlap).generate(
-        [[1], [1]], GenerationConfig(max_new_tokens=10, temperature=1.0, seed=0), processor)
-    assert (results[0].finish_reason, results[0].token_ids) == ("no_valid_token", [4, 5])
-    assert results[1].finish_reason == "stop" and results[1].token_ids[:4] == [4, 5, 4, 5]
+    engine = Engine(lm.model, lm.tokenizer, overlap_masks=overlap)
+    config = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=0)
+    together = engine.generate([[1], [1]], config, constrain(lm, grammars))
+    alone = [engine.generate([[1]], config, constrain(lm, g))[0] for g in grammars]
+    for results in (together, alone):
+        assert (results[0].finish_reason, results[0].token_ids) == ("no_valid_token", [4, 5])
+        assert results[1].finish_reason == "stop" and results[1].token_ids[:4] == [4, 5, 4, 5]
 
 
 def test_dead_end_rows_do_not_stop_the_others():
@@ -344,11 +347,13 @@ class _Reference(LogitsProcessor):
 
 @pytest.mark.parametrize("grammar", ["code2-full", "arithmetic"])
 @pytest.mark.parametrize("batch", [1, 8])
-def test_the_grammar_processor_draws_the_tokens_of_a_plain_reference(char_tokenizer, grammar, batch):
+@pytest.mark.parametrize("make_lm", [random_lm, random_llama_lm], ids=["gpt", "llama-fused"])
+def test_the_grammar_processor_draws_the_tokens_of_a_plain_reference(char_tokenizer, grammar, batch, make_lm):
     """Every shortcut of GrammarProcessor (one batched accept and fill, the NumPy-unpacked
-    mask, the rows with nothing allowed reported instead of scanned for, the mask thread)
-    leaves the draw unchanged: same seed, same tokens as the plain reference, row by row."""
-    lm = random_lm(char_tokenizer, seed=4)
+    mask, the rows with nothing allowed reported instead of scanned for, the mask thread, the
+    fused step on its own thread at batch 1 of a llama-style model) leaves the draw unchanged:
+    same seed, same tokens as the plain reference, row by row."""
+    lm = make_lm(char_tokenizer, seed=4)
     compiled = compile_grammar(builtin(grammar), char_tokenizer, lm.model.config.vocab_size)
     prompts = [[char_tokenizer.bos_id]] * batch
     config = GenerationConfig(max_new_tokens=40, temperature=1.3, seed=7)
@@ -360,49 +365,43 @@ def test_the_grammar_processor_draws_the_tokens_of_a_plain_reference(char_tokeni
     assert free != reference  # the grammar changed the draw: the comparison can tell masks apart
 
 
-class _ThreadSpy(GrammarProcessor):
-    """A GrammarProcessor that records on which threads the work its `prepare` hands out runs."""
+class _PrepareSpy(GrammarProcessor):
+    """A GrammarProcessor that counts the masks `prepare` computed ahead."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.threads: list[str] = []
+        self.prepared = 0
 
     def prepare(self, rows, generated):
-        work = super().prepare(rows, generated)
-        if work is None:
-            return None
-
-        def spied() -> None:
-            self.threads.append(threading.current_thread().name)
-            work()
-
-        return spied
+        super().prepare(rows, generated)
+        self.prepared += 1
 
 
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("temperature", [0.0, 1.3])
-def test_masks_on_the_mask_thread_give_the_same_tokens(char_tokenizer, batch, temperature):
-    """The decoder computes the next mask on its mask thread during the forward pass; with the
-    thread off it computes it in the step. Same seed, same tokens, every row."""
-    lm = random_lm(char_tokenizer, seed=3)
+def test_masks_prepared_during_the_forward_pass_give_the_same_tokens(char_tokenizer, batch, temperature):
+    """At batch 1 on the fused step the decoder computes the next mask while the forward pass
+    runs on the step's thread; with overlap off (and at batch 8, always) in the step. Same
+    seed, same tokens, every row."""
+    lm = random_llama_lm(char_tokenizer, seed=3)
     compiled = compile_grammar(builtin("code2-full"), char_tokenizer, lm.model.config.vocab_size)
     prompts = [[char_tokenizer.bos_id]] * batch
     config = GenerationConfig(max_new_tokens=40, temperature=temperature, seed=11)
     runs = {}
     for overlap in (True, False):
-        processor = _ThreadSpy(compiled)
+        processor = _PrepareSpy(compiled)
         results = Engine(lm.model, lm.tokenizer, overlap_masks=overlap).generate(prompts, config, processor)
         runs[overlap] = [(r.token_ids, r.finish_reason) for r in results]
-        assert set(processor.threads) == ({"tinylm-masks"} if overlap else set())
-        assert not overlap or len(processor.threads) > 10  # the thread did the work, step after step
+        assert (processor.prepared > 10) == (overlap and batch == 1)  # prepared step after step, or never
     assert runs[True] == runs[False]
     assert len({tuple(ids) for ids, _ in runs[True]}) == (1 if temperature == 0 else batch)
 
 
-def test_mask_thread_with_rows_joining_and_leaving(char_tokenizer):
-    """Continuous batching: grammar groups join at different steps, one is cancelled midway;
-    with and without the mask thread every row gets the same tokens."""
-    lm = random_lm(char_tokenizer, seed=5)
+def test_prepared_masks_with_rows_joining_and_leaving(char_tokenizer):
+    """Continuous batching: grammar groups join at different steps, one is cancelled midway,
+    the batch shrinks to one row (the fused step, masks prepared during its forward pass);
+    with and without overlap every row gets the same tokens."""
+    lm = random_llama_lm(char_tokenizer, seed=5)
     bos = char_tokenizer.bos_id
     grammars = [builtin("arithmetic"), builtin("code2-full"), Grammar.json_schema(SCHEMA)]
     compiled = [compile_grammar(g, char_tokenizer, lm.model.config.vocab_size) for g in grammars]

@@ -140,8 +140,8 @@ def test_prompts_are_checked(model):
 
 
 class Alternating(LogitsProcessor):
-    """Even ids at even lengths, odd ids at odd ones; the allowed ids are computed by the work
-    `prepare` hands to the mask thread (or in the call, when nothing was prepared)."""
+    """Even ids at even lengths, odd ids at odd ones; the allowed ids are computed by `prepare`
+    (during the forward pass) or in the call, when nothing was prepared."""
 
     def __init__(self, fail_at: int | None = None):
         self.ready: dict[tuple[int, int], list[int]] = {}
@@ -159,32 +159,39 @@ class Alternating(LogitsProcessor):
             logits[i, ids] = keep
 
     def prepare(self, rows, generated):
-        keys = [(row, len(tokens)) for row, tokens in zip(rows, generated)]
-
-        def work():
-            if self.fail_at is not None and keys[0][1] >= self.fail_at:
-                raise ValueError("the mask thread failed")
-            for key in keys:
-                self.ready[key] = self.allowed(key[1])
-            self.prepared += 1
-
-        return work
+        if self.fail_at is not None and len(generated[0]) >= self.fail_at:
+            raise ValueError("prepare failed")
+        for row, tokens in zip(rows, generated):
+            self.ready[(row, len(tokens))] = self.allowed(len(tokens))
+        self.prepared += 1
 
 
-def test_prepared_masks_give_the_same_tokens_as_masks_made_in_the_step(model):
-    prompts = [[5, 6, 7], [8], [9, 10]]
+@pytest.fixture
+def fused_model(make_model):
+    """A llama-style model prepared for inference: one row decodes on the fused C++ step."""
+    from tinylm.transforms import prepare_for_inference
+
+    return prepare_for_inference(make_model(seed=3, scale=0.3, vocab_size=TOK.vocab_size, block_size=48, position="rope",
+                                            norm="rmsnorm", ffn="swiglu", bias=False))
+
+
+@pytest.mark.parametrize("prompts", [[[5, 6, 7]], [[5, 6, 7], [8], [9, 10]]], ids=["1-row", "3-rows"])
+def test_prepared_masks_give_the_same_tokens_as_masks_made_in_the_step(fused_model, prompts):
+    """One row on the fused step prepares its masks during the forward pass (on the step's
+    thread); more rows run the PyTorch model and mask in the step. Same tokens either way."""
     cfg = GenerationConfig(temperature=1.0, seed=4, max_new_tokens=12)
     runs = {}
     for overlap in (True, False):
         processor = Alternating()
-        results = Engine(model, TOK, overlap_masks=overlap).generate(prompts, cfg, processor)
+        results = Engine(fused_model, TOK, overlap_masks=overlap).generate(prompts, cfg, processor)
         runs[overlap] = [r.token_ids for r in results]
-        assert (processor.prepared > 0) == overlap
+        assert processor.prepared == (11 if overlap and len(prompts) == 1 else 0)  # every step after the first
         assert all(t % 2 == j % 2 for ids in runs[overlap] for j, t in enumerate(ids))
     assert runs[True] == runs[False]
 
 
-def test_an_error_on_the_mask_thread_surfaces_in_the_next_step(model):
-    with pytest.raises(ValueError, match="mask thread failed"):
-        Engine(model, TOK, overlap_masks=True).generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10),
-                                                        Alternating(3))
+def test_an_error_in_prepare_surfaces_and_the_step_thread_stays_usable(fused_model):
+    engine = Engine(fused_model, TOK, overlap_masks=True)
+    with pytest.raises(ValueError, match="prepare failed"):
+        engine.generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10), Alternating(3))
+    assert len(engine.generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10), Alternating())[0].token_ids) == 10

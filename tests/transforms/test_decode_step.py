@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -183,6 +186,63 @@ def test_a_row_in_a_batch_gets_the_logits_it_gets_alone(variant):
         for r in range(2):
             torch.testing.assert_close(together[r], fused.step(int(tokens[r]), alone[r])[0], atol=1e-5, rtol=0)
         tokens = together.argmax(-1)
+
+
+@torch.inference_mode()
+def test_a_step_on_the_step_thread_equals_the_step_here(threads):
+    """start/finish (the step on its own C++ thread, with the caller's torch threads) give the
+    logits and cache of step; a finish without a start, or two starts, say so."""
+    prepared = prepare_for_inference(model(2))
+    fused = fused_decode_step(prepared)
+    prompt = torch.randint(0, V, (1, 5))
+    here, there = KVCache(prepared.config, 1, 30), KVCache(prepared.config, 1, 30)
+    prepared(prompt, cache=here, last_only=True)
+    prepared(prompt, cache=there, last_only=True)
+    with pytest.raises(RuntimeError, match="no step was started"):
+        fused.finish()
+    for token in [5, 17, 96, 0, 42, 42, 8]:
+        fused.start(token, there)
+        assert there.length == here.length + 1  # advanced at once: the step owns the slot
+        torch.testing.assert_close(fused.finish(), fused.step(token, here), atol=0, rtol=0)
+    torch.testing.assert_close(there.k, here.k, atol=0, rtol=0)
+    torch.testing.assert_close(there.v, here.v, atol=0, rtol=0)
+    fused.start(1, there)
+    with pytest.raises(RuntimeError, match="finish"):
+        fused.start(2, there)
+    # A second decoder while the thread is taken (batches stepped from two Python threads):
+    # its step runs in the caller, with the same logits.
+    other, elsewhere = fused_decode_step(prepared), copy.deepcopy(here)  # `there` before this start
+    other.start(1, elsewhere)
+    torch.testing.assert_close(other.finish(), fused.finish(), atol=0, rtol=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_step_thread_of_its_own():
+    """The step thread is per process: a child forked after the parent used it (the thread
+    is not in the child) makes its own instead of waiting on the parent's forever."""
+    prepared = prepare_for_inference(model(4))
+
+    def step() -> torch.Tensor:
+        fused, cache = fused_decode_step(prepared), KVCache(prepared.config, 1, 30)
+        with torch.inference_mode():
+            prepared(torch.tensor([[1, 2]]), cache=cache)
+            fused.start(3, cache)
+            return fused.finish()
+
+    expected = step()
+    pid = os.fork()
+    if pid == 0:  # the child: exit at once with the verdict, past pytest's own clean-up
+        os._exit(0 if torch.equal(step(), expected) else 1)
+    for _ in range(400):  # up to 20 s; a child waiting on the parent's thread would never end
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's step never finished")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_context_limit_holds():

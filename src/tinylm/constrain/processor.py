@@ -13,12 +13,13 @@ generated. Each step the engine calls the processor; for the live rows it
    step's tokens just before the next mask is filled.
 
 Everything in 1 depends only on the tokens already chosen, not on the logits:
-`prepare(rows, generated)` does it ahead, and the decoder calls it on a worker thread while
-the model computes the logits it will mask. That thread also unpacks the bitmask with
-NumPy into a (rows, V) bool mask with the UTF-8 guard's bans folded in, and notes the rows
-with nothing allowed, so `__call__` is left one masked_fill_. Without the thread (or if
-the rows are not the ones prepared) `__call__` fills the bitmask itself and applies it with
-XGrammar's kernel, which measured cheaper in the step than unpacking; the logits are the same.
+`prepare(rows, generated)` does it ahead, and the decoder calls it while the model
+computes the logits it will mask on the fused step's own thread (batch 1). It also unpacks
+the bitmask with NumPy into a (rows, V) bool mask with the UTF-8 guard's bans folded in,
+and notes the rows with nothing allowed, so `__call__` is left one masked_fill_. Without
+`prepare` (or if the rows are not the ones prepared) `__call__` fills the bitmask itself
+and applies it with XGrammar's kernel, which measured cheaper in the step than
+unpacking; the logits are the same.
 
 Every call into XGrammar crosses its FFI layer, and between two decode steps the model has
 pushed XGrammar's code and tables out of the CPU caches: a fill that takes 1 us in a tight
@@ -48,7 +49,7 @@ Several grammars: pass one CompiledGrammar per prompt; row r uses grammar r // n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,10 +103,7 @@ class GrammarProcessor(LogitsProcessor):
         self._kernel = _cpu_kernel()
         self._never = None if self._guard.never is None else self._guard.never.numpy()
         self._after_lead = self._guard.after_lead.numpy()
-        batch_matcher = self._xgr.BatchGrammarMatcher()
-        self._batch_fill = batch_matcher.batch_fill_next_token_bitmask
-        self._batch_fill_handles = batch_matcher._handle.batch_fill_next_token_bitmask
-        self._batch_accept_handles = xgrammar_core().BatchGrammarMatcher.batch_accept_token
+        self._batch_fill = self._xgr.BatchGrammarMatcher().batch_fill_next_token_bitmask
         self._batch_accept = self._xgr.BatchGrammarMatcher.batch_accept_token
 
     def __call__(self, logits: torch.Tensor, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int]:
@@ -117,7 +115,7 @@ class GrammarProcessor(LogitsProcessor):
             )
         ready, self._ready = self._ready, None
         if ready is not None and ready[0] == rows and ready[1] == [len(g) for g in generated]:
-            blocked, dead = self._blocked  # prepared on the mask thread: one torch call left
+            blocked, dead = self._blocked  # prepared during the forward pass: one torch call left
             if logits.device.type != "cpu":
                 blocked = blocked.to(logits.device, non_blocking=True)
             logits.masked_fill_(blocked, NEG_INF)
@@ -143,39 +141,13 @@ class GrammarProcessor(LogitsProcessor):
         allowed = np.bitwise_and(self._bitmask_words[:n], self._valid_bits).any(axis=1)
         return np.flatnonzero(~allowed).tolist() if not allowed.all() else []
 
-    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> Callable[[], None] | None:
-        """The bookkeeping now; returned: the rest of the mask (accept the step's tokens, fill
-        the bitmask, unpack it), for the decoder to run on its mask thread."""
+    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+        """The next `__call__`'s mask, now: the decoder calls this while the forward pass runs
+        on the fused step's thread. Accept the step's tokens, fill the bitmask, unpack it."""
         self._ready = None
-        states = [self._rows.get(row) for row in rows]
-        if any(s is None or s.length != len(g) for s, g in zip(states, generated)):
-            return None  # a row to (re)start: __call__ does it all
-        pending = self._pending
-        accept_matchers, tokens = [state.matcher for state, _ in pending], [token for _, token in pending]
-        if len(set(map(id, accept_matchers))) != len(accept_matchers):
-            return None  # a matcher with two pending tokens: __call__ accepts them in order
-        self._pending = []
-        n = len(rows)
-        self._reserve(n)
-        ready = (list(rows), [len(g) for g in generated])
-        leads = [i for i, state in enumerate(states) if state.open_lead]
-        # The work calls XGrammar's C++ functions without its Python wrappers: the less Python
-        # the mask thread runs, the less it holds the GIL that the forward pass needs between kernels.
-        accept_handles = [m._handle for m in accept_matchers]
-        fill_handles, bitmask = [state.matcher._handle for state in states], self._bitmask
-        accept, fill = self._batch_accept_handles, self._batch_fill_handles
-
-        def work() -> None:
-            if accept_handles:
-                _check_accepted(tokens, accept(accept_handles, tokens, False))
-            if n == 1:
-                fill_handles[0].fill_next_token_bitmask(bitmask, 0, False)
-            else:
-                fill(fill_handles, bitmask, None, False)
-            self._blocked = self._unpack(n, leads)
-            self._ready = ready  # only a finished mask counts as prepared
-
-        return work
+        leads = self._fill(rows, generated)
+        self._blocked = self._unpack(len(rows), leads)
+        self._ready = (list(rows), [len(g) for g in generated])  # only a finished mask counts as prepared
 
     def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int]:
         """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed);
@@ -207,7 +179,7 @@ class GrammarProcessor(LogitsProcessor):
         """The first n bitmask rows as a (n, V) bool tensor, True where the logit must become
         -inf (the UTF-8 guard's bans folded in; rows `leads` end in the lead byte 0xED), and
         the rows with nothing allowed. NumPy, not torch: a handful of calls of about a
-        microsecond each, which the mask thread can make while the forward pass runs, so
+        microsecond each, which `prepare` makes while the forward pass runs, so
         the step itself applies the mask with one masked_fill_ and checks no row for -inf.
         XGrammar's bitmask is little-endian int32 words: token t is bit t % 32 of word t // 32."""
         bits = np.unpackbits(self._bitmask_bytes[:n], axis=1, count=self.vocab_size, bitorder="little")

@@ -6,14 +6,13 @@ all their prompts at once and step until the batch is empty; the server's schedu
 (tinylm.serve) admits requests while others are half done, each with its own
 temperature, seed, stop strings or grammar. A step:
 
-1. waits for the grammar masks prepared during the previous forward pass (below), lets
-   each group's processor mask its rows (a row left with nothing allowed ends with
+1. lets each group's processor mask its rows (a row left with nothing allowed ends with
    "no_valid_token"), applies the penalties and draws one token per row;
 2. records each token (`Row.accept`), ending rows that hit a stop token, a stop string,
    the processor's end or their length limit;
-3. drops finished rows from the cache and trims the padding no live row needs, starts the
-   next step's masks on the worker thread, and runs the model on the new tokens, which
-   fills one more cache slot and yields the next step's logits.
+3. drops finished rows from the cache and trims the padding no live row needs, and runs
+   the model on the new tokens, which fills one more cache slot and yields the next
+   step's logits.
 
 - `add`: a request's prompts are prefilled on their own, then appended to the running
   cache (`KVCache.append`), right-aligned with the rows already there. Every row's newest
@@ -24,11 +23,17 @@ temperature, seed, stop strings or grammar. A step:
   bucket is every unseeded group with equal sampling settings (one call for all greedy
   rows, say) or a single seeded group (its own generator, so a seed gives the same text
   however the batch around it changes).
-- masks off the critical path, on request: with `overlap_masks=True` a processor that
-  `prepares` (a grammar) computes the next step's mask on a worker thread while this
-  step's forward pass runs; torch releases the GIL inside its kernels, so the two can
-  overlap. The results are the same either way. Off by default: on the 2-core machines
-  it was measured on, the hand-offs cost more than they hid (docs/grammar.md).
+- masks off the critical path, on request: with `overlap_masks=True` a batch of one row
+  on the fused step (below) runs the forward pass on the step's own C++ thread
+  (`FusedDecodeStep.start`), and meanwhile this thread lets each processor that
+  `prepares` (a grammar) compute the next step's mask; neither side needs the other or
+  the GIL until `finish`. The tokens are the same either way. It needs a core really
+  free: on the shared 2-core machine it was measured on it cut a grammar's cost by half
+  in one run and made steps 2-4x slower in another, where the two threads shared a core
+  (docs/grammar.md), hence off by default. Batches of several rows compute their masks in
+  the step: overlapping them was measured (slower) only while such batches ran the PyTorch
+  model, which needs the GIL between its kernels; the fused step for several rows
+  (`step_rows`) releases it, and has no threaded variant yet.
 
 The decode steps of a llama-style model prepared for inference (any number of rows, padded
 or not) run through the fused C++ decode step (tinylm.transforms.decode_step) instead of the
@@ -44,10 +49,8 @@ remaining row needs is trimmed, so the cache is never longer than its longest li
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from queue import SimpleQueue
-import threading
 
 import torch
 
@@ -80,55 +83,6 @@ class _Part:
     generator: torch.Generator | None = None
 
 
-class _MaskThread:
-    """One process-wide daemon thread that runs mask work (started on first use, shared by
-    every batch). The hand-offs are C-level (a SimpleQueue, a lock), so neither side runs
-    Python bytecode to pass work: what the other thread is doing keeps the GIL less."""
-
-    _instance: _MaskThread | None = None
-    _create = threading.Lock()
-
-    def __init__(self) -> None:
-        self._jobs: SimpleQueue[tuple[Callable[[], None], _Job]] = SimpleQueue()
-        threading.Thread(target=self._run, name="tinylm-masks", daemon=True).start()
-
-    @classmethod
-    def get(cls) -> _MaskThread:
-        with cls._create:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def submit(self, work: Callable[[], None]) -> _Job:
-        job = _Job()
-        self._jobs.put((work, job))
-        return job
-
-    def _run(self) -> None:
-        while True:
-            work, job = self._jobs.get()
-            try:
-                work()
-            except BaseException as e:  # noqa: BLE001 - handed to the waiting step, which raises it
-                job.error = e
-            finally:
-                job.done.release()
-
-
-class _Job:
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Lock()
-        self.done.acquire()
-        self.error: BaseException | None = None
-
-    def wait(self) -> None:
-        self.done.acquire()
-        if self.error is not None:
-            raise self.error
-
-
 class ContinuousBatch:
     def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
         self.model, self.tokenizer, self.overlap_masks = model, tokenizer, overlap_masks
@@ -138,8 +92,6 @@ class ContinuousBatch:
         self._history = TokenHistory()
         self._masking: list[_Part] = []  # groups with a processor
         self._buckets: list[_Part] = []
-        self._prepared: _Job | None = None  # the next step's masks, being computed on the mask thread
-        self._error: Exception | None = None  # what the mask thread raised, for the next step
         self._fused = fused_decode_step(model)  # None: every step runs the PyTorch model
 
     @property
@@ -175,7 +127,6 @@ class ContinuousBatch:
         device = next(self.model.parameters()).device
         group = open_group(config, prompts, block_size=cfg.block_size, vocab_size=cfg.vocab_size,
                            tokenizer=self.tokenizer, processor=processor, device=device, owner=owner)
-        self.settle()
         width = max(map(len, prompts))
         # Room for the longest remaining generation, so no step until the next change reallocates.
         remaining = max(r.max_new - len(r.tokens) for r in self._rows + group.rows)
@@ -192,7 +143,6 @@ class ContinuousBatch:
 
     def cancel(self, group: Group) -> None:
         """Drop the group's rows now (a client went away); no more events come for it."""
-        self.settle()
         group.cancelled = True
         for r in group.rows:
             if r.finish_reason is None:
@@ -205,10 +155,6 @@ class ContinuousBatch:
         rows = self._rows
         if not rows:
             return []
-        self.settle()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
         logits = self._logits
         dead: set[int] = set()
         for part in self._masking:
@@ -228,12 +174,18 @@ class ContinuousBatch:
         if self._rows:
             if len(keep) < len(rows):
                 tokens = tokens[torch.tensor(keep, device=tokens.device)]
-            self._prepare_masks()
-            if self._fused is not None:
-                self._logits = self._fused.step_rows(tokens, self._cache)
-            else:
+            if self._fused is None:
                 out, _ = self.model(tokens[:, None], cache=self._cache, last_only=True)
                 self._logits = out[:, -1]
+            elif (self.overlap_masks and len(self._rows) == 1 and self._cache.pad is None
+                  and any(part.group.processor.prepares for part in self._masking)):
+                self._fused.start(int(tokens[0]), self._cache)  # the forward pass on the step's thread
+                try:
+                    self._prepare_masks()  # meanwhile, here, the next step's masks
+                finally:
+                    self._logits = self._fused.finish()
+            else:
+                self._logits = self._fused.step_rows(tokens, self._cache)
         return events
 
     # --- one step's parts --------------------------------------------------------------------
@@ -252,35 +204,12 @@ class ContinuousBatch:
         return tokens
 
     def _prepare_masks(self) -> None:
-        """Start computing the next step's masks on the mask thread (it runs during the forward pass)."""
-        if not self.overlap_masks:
-            return  # each step's __call__ computes its masks itself; the results are the same
-        works = []
+        """Let each processor that prepares compute the next step's mask (during the forward pass)."""
         for part in self._masking:
             processor = part.group.processor
             if processor.prepares:
                 rows = [self._rows[i] for i in part.positions]
-                work = processor.prepare([r.local for r in rows], [r.tokens for r in rows])
-                if work is not None:
-                    works.append(work)
-        if not works:
-            return
-        def run_all() -> None:
-            for work in works:
-                work()
-
-        self._prepared = _MaskThread.get().submit(works[0] if len(works) == 1 else run_all)
-
-    def settle(self) -> None:
-        """Wait for the masks in preparation: nothing may touch a processor while the mask
-        thread does. An error raised there is kept for the next step: it belongs to the
-        batch's rows, not to a request being added or cancelled meanwhile."""
-        prepared, self._prepared = self._prepared, None
-        if prepared is not None:
-            try:
-                prepared.wait()
-            except Exception as e:  # noqa: BLE001 - re-raised by step()
-                self._error = e
+                processor.prepare([r.local for r in rows], [r.tokens for r in rows])
 
     # --- batch bookkeeping -------------------------------------------------------------------
 
@@ -319,3 +248,4 @@ class ContinuousBatch:
         self._masking = [part(p, g) for g, p in groups.items() if g.processor is not None]
         self._buckets = [part(p, self._rows[p[0]].group, self._rows[p[0]].group.generator)
                          for p in buckets.values()]
+

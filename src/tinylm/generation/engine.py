@@ -29,8 +29,9 @@ from tinylm.tokenizers import Tokenizer
 
 
 class Engine:
-    """`overlap_masks`: compute grammar masks on a worker thread during the forward pass
-    (see continuous.py); the default computes them in the step. The results are the same."""
+    """`overlap_masks`: compute grammar masks while the forward pass runs on another thread, at
+    batch 1 on the fused step (see continuous.py); it needs a free core, so it is off by
+    default. The results are the same."""
 
     def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
         if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
@@ -104,13 +105,10 @@ class Engine:
         return batch
 
     def _events(self, batch: ContinuousBatch) -> Iterator[StreamEvent]:
-        try:
-            with _eval_mode(self.model):
-                while not batch.done:
-                    for _, event in batch.step():
-                        yield event
-        finally:
-            batch.settle()  # a stream dropped midway leaves no mask work running on its processor
+        with _eval_mode(self.model):
+            while not batch.done:
+                for _, event in batch.step():
+                    yield event
 
 
 def _check_config(config: GenerationConfig) -> None:

@@ -20,19 +20,16 @@ Beam search reshuffles its beams every step. Before advancing, it calls
 
 Overlap. A processor whose mask takes real work (a grammar's bitmask) may also implement
 `prepare(rows, generated)`, which the decoder calls right after a step's `advance` calls,
-before the model's forward pass: it does its quick bookkeeping and returns the slow part
-as a function of no arguments (or None). The decoder runs that function on its mask
-thread while the forward pass runs, and waits for it before touching the processor
-again. The two threads overlap only where neither needs the GIL (torch releases it inside
-its kernels, XGrammar inside its C++), so the returned function should be little more
-than calls into such code. `__call__` must give the same mask whether or not `prepare`
-ran (the decoder can be told not to overlap, and rows can change before `__call__`).
+while the model's forward pass runs on another thread (the fused C++ step, which needs
+neither the GIL nor this thread): it computes what the next `__call__` needs, so that call
+has little left to do. `__call__` must give the same mask whether or not `prepare` ran (the
+decoder prepares only where it can overlap, and rows can change before `__call__`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -55,12 +52,10 @@ class LogitsProcessor(ABC):
     def reorder(self, rows: Sequence[int], parents: Sequence[int]) -> None:
         """Beam search: row rows[i] continues the state row parents[i] had before this call."""
 
-    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> Callable[[], None] | None:
-        """Optional: get ready for the next `__call__` with exactly these rows; returns the slow
-        part, which the decoder runs on its mask thread, to completion, before that call."""
-        return None
+    def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
+        """Optional: get ready for the next `__call__` with exactly these rows (see Overlap)."""
 
     @property
     def prepares(self) -> bool:
-        """Whether `prepare` does anything (the decoder starts no thread for processors without it)."""
+        """Whether `prepare` does anything (the decoder overlaps nothing for processors without it)."""
         return type(self).prepare is not LogitsProcessor.prepare

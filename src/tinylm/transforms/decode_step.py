@@ -31,6 +31,9 @@ path instead widens int8 weights to float for every row block, which left tinylm
 
 from __future__ import annotations
 
+import os
+import threading
+
 import torch
 from torch import nn
 
@@ -51,28 +54,85 @@ ACTIVATION_BLOCK = 32
 class FusedDecodeStep:
     """`step(token, cache)`: the next-token logits (1, vocab) of a one-row batch, after
     writing the token's keys and values into `cache` and advancing it; `step_rows(tokens, cache)`
-    the same for a (B,) tensor of tokens, one per row of `cache`: (B, vocab)."""
+    the same for a (B,) tensor of tokens, one per row of `cache`: (B, vocab). `start` + `finish`:
+    `step` on a C++ thread of its own, so the caller can work meanwhile (the decoder
+    computes a grammar's next mask there)."""
 
     def __init__(self, kernel: object, block_size: int) -> None:
         self._kernel = kernel
         self._block_size = block_size
+        self._running = False  # a step of this one is on the step thread
+        self._logits: torch.Tensor | None = None  # or it ran here (the thread was busy): its logits
 
     def step(self, token: int, cache: KVCache) -> torch.Tensor:
-        slot = cache.length
-        if slot + 1 > self._block_size:
-            raise ValueError(f"sequence of {slot + 1} tokens exceeds the context of {self._block_size}")
-        logits = self._kernel.step(token, slot, cache.k, cache.v)
+        logits = self._kernel.step(token, self._slot(cache), cache.k, cache.v)
         cache.advance(1)
         return logits
 
     def step_rows(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        slot = cache.length
-        if slot + 1 > self._block_size:
-            raise ValueError(f"sequence of {slot + 1} tokens exceeds the context of {self._block_size}")
+        slot = self._slot(cache)
         pad = _NO_PAD if cache.pad is None else cache.pad.to(torch.long)
         logits = self._kernel.step_rows(tokens.reshape(-1).to(torch.long), slot, cache.k, cache.v, pad)
         cache.advance(1)
         return logits
+
+    def start(self, token: int, cache: KVCache) -> None:
+        """`step` on the process's step thread: returns at once; `finish()` returns the logits.
+        Until then nothing may read or write `cache` (it is already advanced). While another
+        decoder holds the thread (batches stepped from several Python threads), the step runs
+        here instead, and `finish` returns its logits."""
+        if self._running or self._logits is not None:
+            raise RuntimeError("StepThread: finish() the running step first")
+        slot = self._slot(cache)
+        if _thread_free.acquire(blocking=False):
+            try:
+                _step_thread().start(self._kernel, token, slot, cache.k, cache.v)
+            except BaseException:
+                _thread_free.release()
+                raise
+            self._running = True
+        else:
+            self._logits = self._kernel.step(token, slot, cache.k, cache.v)
+        cache.advance(1)
+
+    def finish(self) -> torch.Tensor:
+        if self._running:
+            self._running = False
+            try:
+                return _step_thread().finish()
+            finally:
+                _thread_free.release()
+        logits, self._logits = self._logits, None
+        if logits is None:
+            raise RuntimeError("StepThread: no step was started")
+        return logits
+
+    def _slot(self, cache: KVCache) -> int:
+        if cache.length + 1 > self._block_size:
+            raise ValueError(f"sequence of {cache.length + 1} tokens exceeds the context of {self._block_size}")
+        return cache.length
+
+
+_thread: object | None = None  # the kernels' StepThread, one per process, made at the first start()
+_thread_free = threading.Lock()  # held from a start() on the thread to its finish()
+_orphans: list[object] = []  # threads of a parent process: after a fork they do not exist
+
+
+def _step_thread() -> object:
+    global _thread
+    if _thread is None:
+        _thread = decode_kernels().StepThread()
+    return _thread
+
+
+def _after_fork() -> None:
+    global _thread, _thread_free
+    if _thread is not None:
+        _orphans.append(_thread)  # never destroyed: its destructor would wait for a thread that is not here
+    _thread, _thread_free = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def fused_decode_step(model: GPT | object, *, quantize_activations: bool = True,

@@ -28,9 +28,19 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -613,6 +623,102 @@ class DecodeStep {
 };
 
 
+// DecodeStep::step on a thread of its own: `start` hands it a step and returns at once, `finish`
+// waits for the logits. The caller meanwhile does what does not depend on them: the decoder
+// computes a grammar's next bitmask there (tinylm/generation/continuous.py). The thread never
+// touches Python, so neither side waits for the GIL. Waking a sleeping thread costs tens of
+// microseconds on a virtual machine (docs/grammar.md), a fifth of a step, so between steps the
+// thread spins, and only after 2 ms without work does it sleep; `finish` spins the same way.
+// One thread serves the process (tinylm/transforms/decode_step.py): a new thread's first
+// parallel loop costs milliseconds (ATen sets up its thread state), more than a short generation.
+class StepThread {
+ public:
+  StepThread() : thread_([this] { run(); }) {}
+
+  ~StepThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_.store(true);
+    }
+    wake_.notify_one();
+    thread_.join();  // at once: the thread checks stop_ while it spins and while it sleeps
+  }
+
+  void start(DecodeStep& step, int64_t token, int64_t slot, torch::Tensor k_cache, torch::Tensor v_cache) {
+    TORCH_CHECK(state_.load() == kIdle, "StepThread: finish() the running step first");
+    step_ = &step;
+    token_ = token;
+    slot_ = slot;
+    k_ = std::move(k_cache);
+    v_ = std::move(v_cache);
+    threads_ = at::get_num_threads();  // the caller's setting: OpenMP keeps one per thread
+    {
+      std::lock_guard<std::mutex> lock(mutex_);  // a sleeping thread checks state_ under the lock
+      state_.store(kQueued);
+    }
+    wake_.notify_one();
+  }
+
+  torch::Tensor finish() {
+    TORCH_CHECK(state_.load() != kIdle, "StepThread: no step was started");
+    for (int spins = 0; state_.load(std::memory_order_acquire) != kDone; ++spins) pause(spins);
+    state_.store(kIdle);  // k_ and v_ are let go at the next start, which holds the GIL
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+    return std::move(logits_);
+  }
+
+ private:
+  enum : int { kIdle, kQueued, kDone };
+
+  static void pause(int spins) {
+#if defined(__x86_64__)
+    if (spins < 4096) {
+      __builtin_ia32_pause();
+      return;
+    }
+#endif
+    std::this_thread::yield();  // after a while (or off x86): let another thread have the core
+  }
+
+  void run() {
+    using clock = std::chrono::steady_clock;
+    for (;;) {
+      const auto idle_since = clock::now();
+      for (int spins = 0; state_.load(std::memory_order_acquire) != kQueued && !stop_.load() &&
+                          clock::now() - idle_since < kSpin; ++spins)
+        pause(spins);
+      if (state_.load(std::memory_order_acquire) != kQueued) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [this] { return stop_.load() || state_.load() == kQueued; });
+      }
+      if (stop_.load()) return;  // a queued step is not run: finish() cannot be called any more
+      try {
+#ifdef _OPENMP
+        // OpenMP's own setter, for this thread only: at::set_num_threads would also rebuild
+        // ATen's process-wide thread pool.
+        if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+#endif
+        logits_ = step_->step(token_, slot_, k_, v_);
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+      state_.store(kDone, std::memory_order_release);
+    }
+  }
+
+  static constexpr std::chrono::milliseconds kSpin{2};
+  DecodeStep* step_ = nullptr;
+  std::atomic<int> state_{kIdle};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<bool> stop_{false};  // set by the destructor, which then waits no longer than a step
+  int64_t token_ = 0, slot_ = 0;
+  int threads_ = 1;
+  torch::Tensor k_, v_, logits_;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: it starts running once the members above exist
+};
+
 // y = W x for one vector x through the step's own loops (tests compare the paths): weight and
 // scale as the step takes them, `quantize` and `vnni` as in Products.
 torch::Tensor matvec(torch::Tensor weight, torch::Tensor scale, torch::Tensor x, bool quantize, bool vnni) {
@@ -640,4 +746,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t, double, bool, bool>())
       .def("step", &DecodeStep::step, pybind11::call_guard<pybind11::gil_scoped_release>())
       .def("step_rows", &DecodeStep::step_rows, pybind11::call_guard<pybind11::gil_scoped_release>());
+  pybind11::class_<StepThread>(m, "StepThread")
+      .def(pybind11::init<>())
+      .def("start", &StepThread::start)
+      .def("finish", &StepThread::finish, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
