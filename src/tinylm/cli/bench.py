@@ -22,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-s", type=float, default=None, metavar="S",
                    help="each training run's time budget (benchmarks that take one: finetune, ablation; "
                         "code2-compress: the students')")
+    p.add_argument("--base-budget-s", type=float, default=None, metavar="S",
+                   help="the base model's pretraining budget (finetune; default 900)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation, code2-compress)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="variants to run (ablation, code2-compress; finetune: its rows)")
     p.add_argument("--recipes", nargs="+", default=None, metavar="NAME",
                    help="candidate recipes against the reference (train-shakespeare-char; default shakespeare-char)")
     p.add_argument("--eval-limit", type=int, default=None, metavar="N",
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     benchmark = bench.get(args.name)
     # Options only some benchmarks take: passed when given, refused where not taken.
-    given = {k: getattr(args, k) for k in ("model", "budget_s", "variants", "recipes", "png", "eval_limit", "out")
+    given = {k: getattr(args, k) for k in ("model", "budget_s", "base_budget_s", "variants", "recipes", "png", "eval_limit", "out")
              if getattr(args, k) is not None}
     for key in given:
         if key not in inspect.signature(benchmark).parameters:
