@@ -28,6 +28,7 @@ from tinylm.errors import TinyLMError
 DATA_PRESETS = ("thesis", "full")
 DATA_STYLES = ("templates", "broad")  # generator.STYLES
 UNITS = ("line", "block")
+BROAD_TEMPLATE_SHARE = 0.3  # broad.TEMPLATE_SHARE (not imported: broad.py is heavy); a test checks they agree
 
 
 @dataclass
@@ -45,6 +46,11 @@ class Code2Settings:
     # problems is drawn error_weight ** k times as often as a valid line (1 = uniform).
     error_weight: float = 1.0
     hex_hints: bool = False  # show every decimal numeral's hex value beside it (numerals.py)
+    # Broad style only: the share of template lines in the training blocks, raised above the
+    # broad style's own 0.3 by putting blocks of the templates style's training split in place of
+    # broad ones (train.with_template_share); validation and test splits stay the broad style's,
+    # so runs with different shares are chosen on the same validation blocks. None = 0.3.
+    template_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.data_preset not in DATA_PRESETS:
@@ -57,6 +63,13 @@ class Code2Settings:
                 or self.n < 10 or self.error_weight < 1):
             raise TinyLMError("em_every must be >= 0, em_blocks, final_blocks and bucket_batches >= 1, n >= 10, "
                               "error_weight >= 1")
+        if self.template_share is not None:
+            if self.data_style != "broad":
+                raise TinyLMError("template_share is for data_style 'broad' (the templates style is all templates)")
+            if (isinstance(self.template_share, bool) or not isinstance(self.template_share, (int, float))
+                    or not BROAD_TEMPLATE_SHARE <= self.template_share <= 1):
+                raise TinyLMError(f"template_share must be a number from {BROAD_TEMPLATE_SHARE} (the broad style's "
+                                  f"own) to 1, got {self.template_share!r}")
 
 
 _MODEL = {"n_kv_head": None, "block_size": 256}
