@@ -188,3 +188,46 @@ def test_final_choice_keeps_the_better_of_checkpoint_and_final_weights(tmp_path,
     saved = tinylm.load(tmp_path / "model").model
     assert float(next(saved.parameters()).flatten()[0]) == pytest.approx(max(0.5, final_value))
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["step"] == winner_step
+
+
+def test_template_share_is_validated_and_off_by_default():
+    from tinylm.tasks.code2.broad import TEMPLATE_SHARE
+    from tinylm.tasks.code2.recipes import BROAD_TEMPLATE_SHARE
+
+    assert BROAD_TEMPLATE_SHARE == TEMPLATE_SHARE
+    assert Code2Settings().template_share is None
+    assert Code2Settings(data_style="broad", template_share=1).template_share == 1
+    for bad in (0.2, 1.5, True, "0.5"):
+        with pytest.raises(TinyLMError, match="template_share must be"):
+            Code2Settings(data_style="broad", template_share=bad)
+    with pytest.raises(TinyLMError, match="data_style 'broad'"):
+        Code2Settings(data_style="templates", template_share=0.5)
+
+
+def test_with_template_share_replaces_broad_blocks_and_skips_held_out_ones():
+    from tinylm.tasks.code2.train import with_template_share
+
+    broad = [{"input": f"b{i}", "output": "o"} for i in range(70)]
+    templates = [{"input": f"t{i}", "output": "o"} for i in range(70)]
+    assert with_template_share(broad, templates, 0.3) == broad
+    mixed = with_template_share(broad, templates, 0.5, held_out=[templates[0]])
+    assert len(mixed) == 70 and mixed[:50] == broad[:50]  # 70 * 0.2 / 0.7 = 20 blocks replaced
+    assert mixed[50:] == templates[1:21]  # the held-out block is skipped
+    assert with_template_share(broad, templates, 1.0, held_out=[templates[0]]) == broad[:1] + templates[1:]
+
+
+def test_template_share_sets_the_share_of_template_lines():
+    # Counted on the generated lines themselves (a paraphrased line's template is -1), not from the formula.
+    from tinylm.tasks.code2.train import dataset
+
+    def share(blocks):
+        lines = [t for b in blocks for t in b["meta"]["templates"]]
+        return sum(t != -1 for t in lines) / len(lines)
+
+    base = dict(data_style="broad", n=800)
+    train, val = dataset(Code2Settings(**base), None)
+    mixed, mixed_val = dataset(Code2Settings(**base, template_share=0.6), None)
+    assert abs(share(train) - 0.3) < 0.04 and abs(share(mixed) - 0.6) < 0.04
+    assert mixed_val == val and len(mixed) == len(train)
+    held = {b["input"] + "|" + b["output"] for b in val}
+    assert not any(b["input"] + "|" + b["output"] in held for b in mixed[len(train) // 2:])

@@ -8,7 +8,7 @@ from typing import Any
 
 from tinylm.errors import TinyLMError
 from tinylm.tasks.code2.recipes import Code2Settings
-from tinylm.tasks.code2.train import TRAIN_DEFAULTS, bucketed_batches, training_pairs
+from tinylm.tasks.code2.train import TRAIN_DEFAULTS, bucketed_batches, dataset, training_pairs
 
 __all__ = ["TRAIN_DEFAULTS", "batches", "pairs", "settings"]
 
@@ -22,15 +22,14 @@ def settings(extra: dict[str, Any], recipe) -> Code2Settings:
 
 def pairs(s: Code2Settings, data: list[str] | None, n_val: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(train pairs, the first n_val validation pairs) of the CODE-2 dataset of settings `s`."""
-    from tinylm.tasks.code2.task import Code2Task, load_examples
+    from tinylm.tasks.code2.task import Code2Task
 
     if data is not None and len(data) != 1:
         raise TinyLMError("--task code2 takes one --data folder (train.jsonl and valid.jsonl)")
     folder = data[0] if data else None
     task = Code2Task(s.data_preset, s.unit, folder, s.n, s.seed, s.hex_hints, s.data_style)
-    train_pairs = training_pairs(load_examples("train", s.data_preset, folder, s.n, s.seed, s.data_style), task)
-    val_blocks = load_examples("valid", s.data_preset, folder, s.n, s.seed, s.data_style)
-    return train_pairs, training_pairs(val_blocks, task)[:n_val]
+    train_blocks, val_blocks = dataset(s, folder)
+    return training_pairs(train_blocks, task), training_pairs(val_blocks, task)[:n_val]
 
 
 batches = bucketed_batches  # length buckets, hard lines drawn more often: as `tinylm code2 train`

@@ -1,12 +1,13 @@
 """The CODE-2 recipes and the CODE-2 part of a recipe (Code2Settings).
 
-Both recipes: `llama-style-nano` with full multi-head attention (869 504 parameters), a
-byte-level BPE of 512 tokens (chosen over characters by measurement), batch 64 lines,
-AdamW, lr 3e-3 -> 3e-4 (cosine, 100 warm-up steps), no weight decay, 8 000 steps, and a
-900 s budget the schedule is fitted to: 8 000 steps of 64 lines are about 16M tokens,
-14 min on 2 idle Xeon cores (19k tokens/s); on 2 AMD EPYC cores (16k tokens/s) the budget
-shortens the schedule to about 5 700 (thesis) and 6 900 (full, shorter lines) steps.
-Figures: docs/code2.md. `tinylm code2 train --preset thesis|full` and
+Both recipes: `llama-style-nano` with full multi-head attention and QK-norm (869 760
+parameters), a byte-level BPE of 512 tokens (chosen over characters by measurement), batch
+64 lines, Muon on the hidden matrices and AdamW on the rest (training/optim.py), lr 6e-3 ->
+6e-4 (cosine, 100 warm-up steps), no weight decay, 8 000 steps, and a 900 s budget the
+schedule is fitted to (the demo: 600 s). Muon + QK-norm replaced AdamW at 3e-3 on
+2026-12-03: side by side for 600 s on one thread, validation loss 0.028 vs 0.225 and
+validation block exact match 0.71 vs 0.06, although a Muon step costs about 1.15x an AdamW
+step (3 300 vs 3 770 tokens/s). Figures: docs/code2.md "Beyond the templates". `tinylm code2 train --preset thesis|full` and
 `tinylm train --recipe code2-thesis|code2-full` run them (tasks/code2/train.py).
 
 The `task` table of a recipe holds what only CODE-2 training needs: which dataset
@@ -28,6 +29,7 @@ from tinylm.errors import TinyLMError
 DATA_PRESETS = ("thesis", "full")
 DATA_STYLES = ("templates", "broad")  # generator.STYLES
 UNITS = ("line", "block")
+BROAD_TEMPLATE_SHARE = 0.3  # broad.TEMPLATE_SHARE (not imported: broad.py is heavy); a test checks they agree
 
 
 @dataclass
@@ -45,6 +47,11 @@ class Code2Settings:
     # problems is drawn error_weight ** k times as often as a valid line (1 = uniform).
     error_weight: float = 1.0
     hex_hints: bool = False  # show every decimal numeral's hex value beside it (numerals.py)
+    # Broad style only: the share of template lines in the training blocks, raised above the
+    # broad style's own 0.3 by putting blocks of the templates style's training split in place of
+    # broad ones (train.with_template_share); validation and test splits stay the broad style's,
+    # so runs with different shares are chosen on the same validation blocks. None = 0.3.
+    template_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.data_preset not in DATA_PRESETS:
@@ -57,11 +64,22 @@ class Code2Settings:
                 or self.n < 10 or self.error_weight < 1):
             raise TinyLMError("em_every must be >= 0, em_blocks, final_blocks and bucket_batches >= 1, n >= 10, "
                               "error_weight >= 1")
+        if self.template_share is not None:
+            if self.data_style != "broad":
+                raise TinyLMError("template_share is for data_style 'broad' (the templates style is all templates)")
+            if (isinstance(self.template_share, bool) or not isinstance(self.template_share, (int, float))
+                    or not BROAD_TEMPLATE_SHARE <= self.template_share <= 1):
+                raise TinyLMError(f"template_share must be a number from {BROAD_TEMPLATE_SHARE} (the broad style's "
+                                  f"own) to 1, got {self.template_share!r}")
 
 
-_MODEL = {"n_kv_head": None, "block_size": 256}
-_TRAIN = dict(max_steps=8000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.0, grad_clip=1.0,
-              eval_every=1000, eval_batches=10, log_every=100, time_budget_s=900.0)
+# QK-norm and Muon (the hidden matrices; AdamW on the rest) at lr 6e-3: issue 17's CPU speedrun
+# combination. Against AdamW at 3e-3, side by side for 600 s on one thread (docs/code2.md
+# "Beyond the templates"): validation loss 0.028 vs 0.225 and validation block EM 0.71 vs 0.06,
+# although a Muon step costs about 1.2x an AdamW step.
+_MODEL = {"n_kv_head": None, "block_size": 256, "qk_norm": True}
+_TRAIN = dict(max_steps=8000, batch_size=64, optimizer="muon", lr=6e-3, min_lr=6e-4, warmup_steps=100, weight_decay=0.0,
+              grad_clip=1.0, eval_every=1000, eval_batches=10, log_every=100, time_budget_s=900.0)
 
 RECIPES: dict[str, dict[str, Any]] = {
     "code2-thesis": dict(

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tinylm.errors import TinyLMError
 from tinylm.atomic_files import write_json
-from tinylm.tasks.code2.recipes import Code2Settings
+from tinylm.tasks.code2.recipes import BROAD_TEMPLATE_SHARE, Code2Settings
 from tinylm.tasks.code2.task import Code2Task, line_pairs, load_examples
 from tinylm.training.recipe import Recipe
 from tinylm.training.run import Pairs, RunSummary, ensure_new_run, prepare_run, train_config
@@ -146,6 +146,32 @@ def training_pairs(blocks: list[dict[str, Any]], task: Code2Task) -> list[dict[s
     return [{"input": task.model_input(p["input"]), "output": p["output"]} for p in pairs]
 
 
+def with_template_share(broad_train: list[dict[str, Any]], templates_train: list[dict[str, Any]], share: float,
+                        held_out: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The broad training blocks with a fraction (share - 0.3) / 0.7 of them replaced by blocks of
+    the templates style's training split, so that `share` of the lines are the templates' (the
+    broad style's blocks hold 0.3 of template lines, the templates style's all of them; block
+    lengths are drawn alike). Templates blocks equal to a `held_out` block (the broad validation
+    and test blocks) are skipped, so the validation figures stay unseen data."""
+    held = {b["input"] + "|" + b["output"] for b in held_out}
+    fresh = [b for b in templates_train if b["input"] + "|" + b["output"] not in held]
+    k = min(round(len(broad_train) * (share - BROAD_TEMPLATE_SHARE) / (1 - BROAD_TEMPLATE_SHARE)), len(fresh))
+    return broad_train[: len(broad_train) - k] + fresh[:k]
+
+
+def dataset(s: Code2Settings, data: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training blocks, validation blocks) of settings `s`: generated, or read from `data`."""
+    train_blocks = load_examples("train", s.data_preset, data, s.n, s.seed, s.data_style)
+    val_blocks = load_examples("valid", s.data_preset, data, s.n, s.seed, s.data_style)
+    if s.template_share is not None:
+        if data is not None:
+            raise TinyLMError("template_share mixes generated splits; drop it with --data")
+        train_blocks = with_template_share(
+            train_blocks, load_examples("train", s.data_preset, None, s.n, s.seed, "templates"), s.template_share,
+            val_blocks + load_examples("test-broad", s.data_preset, None, s.n, s.seed, "broad"))
+    return train_blocks, val_blocks
+
+
 def bucketed_batches(train_data, train_pairs: list[dict[str, str]], batch_size: int, s: Code2Settings):
     """Length-bucketed batches of a run's PairedDataset, hard lines drawn more often (s.error_weight)."""
     from tinylm.tasks.code2.bucketing import LengthBucketed
@@ -182,13 +208,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / EM_LOG).unlink(missing_ok=True)
 
-    train_blocks = load_examples("train", s.data_preset, data, s.n, s.seed, s.data_style)
-    val_blocks = load_examples("valid", s.data_preset, data, s.n, s.seed, s.data_style)
+    train_blocks, val_blocks = dataset(s, data)
     task = Code2Task(s.data_preset, s.unit, data, s.n, s.seed, s.hex_hints, s.data_style)
     train_pairs, val_pairs = training_pairs(train_blocks, task), training_pairs(val_blocks, task)
     n_val = cfg.eval_batches * cfg.batch_size  # the Trainer's val loss reads only these
     extra = {"task": "code2", "code2": {"data_preset": s.data_preset, "data_style": s.data_style, "unit": s.unit,
-                                        "n": s.n, "seed": s.seed, "hex_hints": s.hex_hints, "recipe": recipe.name}}
+                                        "n": s.n, "seed": s.seed, "hex_hints": s.hex_hints, "recipe": recipe.name,
+                                        **({"template_share": s.template_share} if s.template_share is not None else {})}}
     run = prepare_run(recipe, cfg, Pairs(train_pairs, val_pairs[:n_val]), task_extra=extra, started=start,
                       model=model, tokenizer=tokenizer)
     budget = cfg.time_budget_s
