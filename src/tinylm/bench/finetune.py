@@ -61,7 +61,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "prompt": {"flags": ["--method", "prompt", "--virtual-tokens", "20"], "lr": 3e-2},
 }
 ROWS = ("base", *METHODS, "scratch")
-LORA_ROWS = ("lora", "lora16", "lora-lr1e-2", "lora4-ffn")
+LORA_ROWS = tuple(name for name, spec in METHODS.items() if spec["flags"][:2] == ["--method", "lora"])
 THESIS = {"full_ft_exact_match": 0.83, "lora": "close to full fine-tuning (more incomplete outputs)",
           "prompt_tuning": "failed (train loss 5.4074, val 0.8597)", "adapters": "dropped (incompatible with HF)",
           "source": "the UGR thesis, T5-Small on an RTX 2060"}
