@@ -244,9 +244,9 @@ def test_a_dead_end_ends_the_row_with_a_reason(num_beams):
 @pytest.mark.parametrize("overlap", [False, True])
 @pytest.mark.parametrize("make_lm", [random_lm, random_llama_lm], ids=["gpt", "llama-fused"])
 def test_a_dead_end_is_reported_in_the_step_and_when_prepared(overlap, make_lm):
-    """The processor reports rows with nothing allowed (from the bitmask in the step, from the
-    mask `prepare` unpacked during the fused step's forward pass, one row); the engine trusts
-    it and does not scan the logits."""
+    """The processor reports rows with nothing allowed (from the bitmask in the step, or from
+    the one `prepare` filled during the fused step's forward pass and the step's finish
+    applied); the engine trusts it and does not scan the logits."""
     lm = make_lm(TwoLetters())
     grammars = [Grammar.ebnf('root ::= "ab" "c"'), Grammar.ebnf('root ::= "abab" "b"?')]
     engine = Engine(lm.model, lm.tokenizer, overlap_masks=overlap)
@@ -282,35 +282,63 @@ def test_output_bytes_are_valid_utf8_even_where_xgrammar_allows_surrogates(char_
     assert stopped > 20
 
 
-def test_unpacked_mask_blocks_exactly_what_xgrammars_kernel_blocks(char_tokenizer):
-    """In the step the processor applies its bitmask with XGrammar's kernel, called directly;
-    on the mask thread it unpacks it into a bool mask with NumPy. XGrammar's own
-    apply_token_bitmask_inplace is the reference for both, on real grammar masks and on random
-    bit patterns (every bit of every word, and a row with nothing allowed, which must be reported)."""
+def _reference_mask(compiled, generated: list[list[int]], logits: torch.Tensor, guard: bool = True) -> torch.Tensor:
+    """The plain way: fresh matchers, XGrammar's public apply, then the UTF-8 guard with torch."""
     import xgrammar as xgr
 
-    lm = random_lm(char_tokenizer, seed=5)
-    vocab = char_tokenizer.vocab_size
-    processor = constrain(lm, ["arithmetic", "json", "code2-full"])
-    assert processor._kernel is not None  # else the step silently takes XGrammar's slower public path
-    logits = torch.randn(3, 1, vocab)[:, -1]  # a view, as the engine passes it
-    reference = logits.clone()
-    assert processor(logits, [0, 1, 2], [[], [], []]) == []
-    xgr.apply_token_bitmask_inplace(reference, processor._bitmask[:3].clone())
-    assert torch.equal(logits, reference)
-    assert 0 < torch.isfinite(logits).sum() < logits.numel()
+    out = logits.clone()
+    bitmask = xgr.allocate_token_bitmask(len(generated), out.shape[1])
+    for i, tokens in enumerate(generated):
+        matcher = xgr.GrammarMatcher(compiled[i].compiled)
+        assert all(matcher.accept_token(t) for t in tokens)
+        matcher.fill_next_token_bitmask(bitmask, i)
+    xgr.apply_token_bitmask_inplace(out, bitmask)
+    for i, tokens in enumerate(generated if guard else []):
+        rules = compiled[i].guard
+        if rules.never is not None:
+            out[i].masked_fill_(rules.never, float("-inf"))
+        if tokens and tokens[-1] in rules.ends_in_lead:
+            out[i].masked_fill_(rules.after_lead, float("-inf"))
+    return out
 
-    bits = torch.randint(-2**31, 2**31 - 1, processor._bitmask[:3].shape, dtype=torch.int32,
-                         generator=torch.Generator().manual_seed(0))
-    bits[1] = 0
-    processor._bitmask[:3] = bits
-    blocked, dead = processor._unpack(3, [])
-    reference = torch.zeros(3, vocab)
-    xgr.apply_token_bitmask_inplace(reference, bits)
-    assert processor._never is None  # the char vocabulary has no surrogate tokens: the grammar's bits alone
-    assert torch.equal(blocked, torch.isneginf(reference))
-    assert dead == [1]
-    assert 0.3 < blocked[[0, 2]].float().mean() < 0.7
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["in-the-step", "prepared-applied-in-cpp"])
+def test_the_processors_mask_blocks_what_torch_masking_blocks(char_tokenizer, prepared):
+    """In the step the processor applies its bitmask (the UTF-8 guard folded in as cleared
+    bits) with XGrammar's kernel; prepared, it hands the bitmask to the decoder, whose C++
+    step masks the logits (apply_bitmask, the loop FusedDecodeStep.finish runs). Both equal the
+    plain reference (XGrammar's public apply, then the guard's bans with torch), including a row
+    that ends in the lead byte 0xED (the guard's after-lead ban, which must matter here). (Rows
+    with nothing allowed: test_a_dead_end_is_reported_in_the_step_and_when_prepared.)"""
+    from tinylm.transforms.decode_step import apply_bitmask
+    from tinylm.transforms.kernels import decode_kernels
+
+    if prepared and decode_kernels() is None:
+        pytest.skip("tinylm's kernels cannot be built here")
+    lm = random_lm(char_tokenizer, seed=5)
+    vocab = lm.model.config.vocab_size
+    lead = next(t for t in range(char_tokenizer.vocab_size) if char_tokenizer.token_bytes(t) == b"\xed")
+    grammars = ["arithmetic", "json", "code2-full", Grammar.ebnf(r"root ::= [\u0800-\uffff]{1,8}"), "json"]
+    compiled = [compile_grammar(g if isinstance(g, Grammar) else builtin(g), char_tokenizer, vocab) for g in grammars]
+    enc = lambda text: [t for t in char_tokenizer.encode(text) if t != char_tokenizer.eos_id]  # noqa: E731
+    generated = [enc("(9*1"), enc('{"a": [1, '), [], [lead], enc('"x')]
+    processor = GrammarProcessor(compiled)
+    logits = torch.randn(len(grammars), 1, vocab)[:, -1]  # a view, as the engine passes it
+    raw = logits.clone()
+    reference = _reference_mask(compiled, generated, raw)
+    rows = list(range(len(grammars)))
+    if prepared:
+        processor.prepare(rows, generated)
+        bitmask, dead = processor.prepared_bitmask(rows, generated)
+        apply_bitmask(logits, bitmask)
+        assert processor.prepared_bitmask(rows, generated) is None  # handed over once
+    else:
+        dead = processor(logits, rows, generated)
+    assert torch.equal(logits, reference)
+    assert dead == []
+    assert 0 < torch.isfinite(logits).sum(dim=1).min() and torch.isfinite(logits).sum(dim=1).max() < vocab
+    unguarded = _reference_mask(compiled[3:4], [[lead]], raw[3:4], guard=False)
+    assert torch.isfinite(unguarded).sum() > torch.isfinite(logits[3]).sum()  # the guard's ban took effect
 
 
 class _Reference(LogitsProcessor):
@@ -349,10 +377,10 @@ class _Reference(LogitsProcessor):
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("make_lm", [random_lm, random_llama_lm], ids=["gpt", "llama-fused"])
 def test_the_grammar_processor_draws_the_tokens_of_a_plain_reference(char_tokenizer, grammar, batch, make_lm):
-    """Every shortcut of GrammarProcessor (one batched accept and fill, the NumPy-unpacked
-    mask, the rows with nothing allowed reported instead of scanned for, the mask thread, the
-    fused step on its own thread at batch 1 of a llama-style model) leaves the draw unchanged:
-    same seed, same tokens as the plain reference, row by row."""
+    """Every shortcut of GrammarProcessor (one batched accept and fill, the guard folded into
+    the bitmask, the rows with nothing allowed reported instead of scanned for, and on a
+    llama-style model the fused step on its own thread with the mask applied in C++) leaves
+    the draw unchanged: same seed, same tokens as the plain reference, row by row."""
     lm = make_lm(char_tokenizer, seed=4)
     compiled = compile_grammar(builtin(grammar), char_tokenizer, lm.model.config.vocab_size)
     prompts = [[char_tokenizer.bos_id]] * batch
@@ -380,9 +408,9 @@ class _PrepareSpy(GrammarProcessor):
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("temperature", [0.0, 1.3])
 def test_masks_prepared_during_the_forward_pass_give_the_same_tokens(char_tokenizer, batch, temperature):
-    """At batch 1 on the fused step the decoder computes the next mask while the forward pass
-    runs on the step's thread; with overlap off (and at batch 8, always) in the step. Same
-    seed, same tokens, every row."""
+    """On the fused step the decoder computes the next mask while the forward pass runs on the
+    step's thread (batch 1 and 8), and the step's finish applies it; with overlap off, in the
+    step. Same seed, same tokens, every row."""
     lm = random_llama_lm(char_tokenizer, seed=3)
     compiled = compile_grammar(builtin("code2-full"), char_tokenizer, lm.model.config.vocab_size)
     prompts = [[char_tokenizer.bos_id]] * batch
@@ -392,9 +420,40 @@ def test_masks_prepared_during_the_forward_pass_give_the_same_tokens(char_tokeni
         processor = _PrepareSpy(compiled)
         results = Engine(lm.model, lm.tokenizer, overlap_masks=overlap).generate(prompts, config, processor)
         runs[overlap] = [(r.token_ids, r.finish_reason) for r in results]
-        assert (processor.prepared > 10) == (overlap and batch == 1)  # prepared step after step, or never
+        assert (processor.prepared > 10) == overlap  # prepared step after step, or never
     assert runs[True] == runs[False]
     assert len({tuple(ids) for ids, _ in runs[True]}) == (1 if temperature == 0 else batch)
+
+
+class _FailingPrepare(GrammarProcessor):
+    def __init__(self, *args, fail_at: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls, self.fail_at = 0, fail_at
+
+    def prepare(self, rows, generated):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ValueError("prepare failed on purpose")
+        super().prepare(rows, generated)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_an_error_while_the_forward_pass_runs_surfaces_and_frees_the_step_thread(char_tokenizer, batch):
+    """A processor that raises in `prepare` (during the forward pass on the step's thread)
+    stops the generation with its own error; the step's thread is let go, so the next
+    generation runs, overlapped, with the same tokens as one that never failed."""
+    lm = random_llama_lm(char_tokenizer, seed=2)
+    compiled = compile_grammar(builtin("arithmetic"), char_tokenizer, lm.model.config.vocab_size)
+    engine = Engine(lm.model, lm.tokenizer, overlap_masks=True)
+    prompts = [[char_tokenizer.bos_id]] * batch
+    config = GenerationConfig(max_new_tokens=20, temperature=1.0, seed=1)
+    with pytest.raises(ValueError, match="prepare failed on purpose"):
+        engine.generate(prompts, config, _FailingPrepare(compiled, fail_at=3))
+    spy = _PrepareSpy(compiled)
+    after = [r.token_ids for r in engine.generate(prompts, config, spy)]
+    assert spy.prepared > 5
+    in_step = Engine(lm.model, lm.tokenizer, overlap_masks=False)
+    assert after == [r.token_ids for r in in_step.generate(prompts, config, GrammarProcessor(compiled))]
 
 
 def test_prepared_masks_with_rows_joining_and_leaving(char_tokenizer):

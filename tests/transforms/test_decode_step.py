@@ -216,6 +216,56 @@ def test_a_step_on_the_step_thread_equals_the_step_here(threads):
     torch.testing.assert_close(other.finish(), fused.finish(), atol=0, rtol=0)
 
 
+def _torch_masked(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
+    """The reference for the step's masking: bit t % 32 of word t // 32, read with torch ops."""
+    t = torch.arange(logits.shape[1])
+    bits = (bitmask[: logits.shape[0], t // 32].to(torch.int64) >> (t % 32)) & 1
+    return logits.masked_fill(bits == 0, float("-inf"))
+
+
+@torch.inference_mode()
+def test_rows_on_the_step_thread_with_a_bitmask_equal_step_rows_then_torchs_masking(threads):
+    """start/finish with several padded rows give step_rows's logits and cache, and a bitmask
+    given to finish blocks exactly what torch's masking blocks (every bit of every word, the
+    last word's unused bits, a row with nothing allowed), on the thread and when the thread is
+    taken (the step then runs in the caller)."""
+    prepared = prepare_for_inference(model(6))
+    fused = fused_decode_step(prepared)
+    here, there = KVCache(prepared.config, 3, 30, pad=torch.tensor([2, 0, 1])), None
+    prepared(torch.randint(0, V, (3, 4)), cache=here, last_only=True)
+    there = copy.deepcopy(here)
+    generator = torch.Generator().manual_seed(0)
+    words = (V + 31) // 32
+    for step in range(6):
+        tokens = torch.randint(0, V, (3,), generator=generator)
+        bitmask = torch.randint(-2**31, 2**31 - 1, (4, words), dtype=torch.int32, generator=generator)
+        bitmask[step % 3] = 0 if step % 2 else -1  # a row with nothing allowed, or everything
+        expected = _torch_masked(fused.step_rows(tokens, here), bitmask)
+        fused.start(tokens, there)
+        assert there.length == here.length
+        got = fused.finish(bitmask)
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+        assert 0.3 < torch.isneginf(got).float().mean() < 0.8
+    torch.testing.assert_close(there.k, here.k, atol=0, rtol=0)
+    other, elsewhere = fused_decode_step(prepared), copy.deepcopy(there)
+    fused.start(tokens, there)  # the thread is taken: other's step runs in the caller
+    other.start(tokens, elsewhere)
+    torch.testing.assert_close(other.finish(bitmask), fused.finish(bitmask), atol=0, rtol=0)
+
+
+@torch.inference_mode()
+def test_an_error_in_the_threads_step_surfaces_at_finish_and_frees_the_thread():
+    prepared = prepare_for_inference(model(7))
+    fused = fused_decode_step(prepared)
+    cache = KVCache(prepared.config, 1, 30)
+    prepared(torch.tensor([[1, 2]]), cache=cache)
+    fused.start(torch.tensor([V + 3]), cache)
+    with pytest.raises(RuntimeError, match="token id out of range"):
+        fused.finish()
+    fused.start(3, cache)
+    assert fused.finish().shape == (1, V)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_gets_a_step_thread_of_its_own():
     """The step thread is per process: a child forked after the parent used it (the thread

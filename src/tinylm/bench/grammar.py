@@ -12,19 +12,20 @@ and integers, an array) and the grammar-decoding study's arithmetic grammar; bat
 
 Overhead per token: constrained against free decoding of exactly the same number of tokens
 per row (new_tokens; the free run ignores eos, the constrained run may not stop early:
-eos is masked after the grammar's mask, at the cost of one torch call per step counted
-against the grammar, and the JSON workload is a stream of schema objects, one per line,
+eos is masked after the grammar's mask, counted against the grammar (one torch call per step with
+masks in the step, a cleared bit when overlapped), and the JSON workload is a stream of schema objects, one per line,
 so every grammar can always go on). Runs alternate, and the headline is the median over
-runs of the wall time per token with the engine's default, masks computed in the step
-(process CPU time is reported beside it as overhead_pct_cpu).
-overhead_pct_masks_overlapped is the same constrained run with overlap_masks=True, timed
-in the same rounds: at batch 1 the fused step then runs on its own thread while the
-decoder prepares the next mask; it needs a core really free (docs/grammar.md), hence off
-by default. Batch 8 runs the PyTorch model and masks in the step either way. The machine
-is shared, so run it twice. Goal: <= 10 % (the structure issue asks <= 5 %;
-docs/grammar.md says where it stands). grammar_us_per_token is the time spent inside the
-GrammarProcessor's calls in the decode step (from a further run with timers, whose wall
-time is not used).
+runs of the wall time per token with the engine's default (process CPU time is reported
+beside it as overhead_pct_cpu). With one torch thread on a machine of two cores or more the
+default overlaps the masks (masks_overlapped): the fused step runs on its own C++ thread while
+the decoder prepares the next bitmask, which the step's finish applies in C++ (the bench's eos
+ban is cleared from that bitmask during the forward pass too). overhead_pct_masks_in_step is
+the same constrained run with overlap_masks=False, timed in the same rounds. The machine is
+shared, so run it twice. Goal: <= 10 % (the structure issue asks <= 5 %; docs/grammar.md says
+where it stands). grammar_us_per_token is the time spent inside the GrammarProcessor's calls in
+the decode step, grammar_overlapped_us_per_token in its calls during the forward pass, and
+grammar_us_per_token_masks_in_step the former with masks in the step (from further runs with
+timers, whose wall time is not used).
 
 Correctness: separate ordinary constrained runs (eos allowed, plain schema) check every
 output: a finished row must be a sentence of its grammar (for JSON, also json.loads), a
@@ -47,9 +48,11 @@ import string
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from tinylm.generation import Engine, GenerationConfig, LogitsProcessor
+from tinylm.generation.continuous import masks_overlap_by_default
 
 SCHEMA = {
     "type": "object",
@@ -72,11 +75,12 @@ ANCHOR = {"slowdown_x": [79, 115], "source": "the grammar-decoding study: Llama 
 
 
 class _Timed(LogitsProcessor):
-    """Times every hook of the processor it wraps (wall clock: the calls are microseconds);
-    the bench runs it with masks in the step, where `prepare` is never called."""
+    """Times every hook of the processor it wraps (wall clock: the calls are microseconds):
+    `seconds` in the step, `prepare_seconds` in prepare and prepared_bitmask, which the decoder
+    calls during the forward pass when it overlaps."""
 
     def __init__(self, inner: LogitsProcessor) -> None:
-        self.inner, self.seconds = inner, 0.0
+        self.inner, self.seconds, self.prepare_seconds = inner, 0.0, 0.0
 
     def __call__(self, logits, rows, generated):
         t0 = time.perf_counter()
@@ -94,6 +98,17 @@ class _Timed(LogitsProcessor):
         done = self.inner.is_finished(row)
         self.seconds += time.perf_counter() - t0
         return done
+
+    def prepare(self, rows, generated) -> None:
+        t0 = time.perf_counter()
+        self.inner.prepare(rows, generated)
+        self.prepare_seconds += time.perf_counter() - t0
+
+    def prepared_bitmask(self, rows, generated):
+        t0 = time.perf_counter()
+        prepared = self.inner.prepared_bitmask(rows, generated)
+        self.prepare_seconds += time.perf_counter() - t0
+        return prepared
 
 
 class _NoEarlyEnd(LogitsProcessor):
@@ -116,6 +131,15 @@ class _NoEarlyEnd(LogitsProcessor):
 
     def prepare(self, rows, generated) -> None:
         self.inner.prepare(rows, generated)
+
+    def prepared_bitmask(self, rows, generated):
+        """The grammar's prepared bitmask with eos's bit cleared: during the forward pass, like the
+        grammar's own work, instead of a torch call after it."""
+        prepared = self.inner.prepared_bitmask(rows, generated)
+        if prepared is not None:
+            words = prepared[0].numpy().view(np.uint32)
+            words[: len(rows), self.eos_id // 32] &= np.uint32(~(1 << self.eos_id % 32) & 0xFFFFFFFF)
+        return prepared
 
 
 def _char_tokenizer():
@@ -179,34 +203,41 @@ def _overhead(engine: Engine, compiled: Any, batch: int, new_tokens: int, runs: 
     from tinylm.constrain import GrammarProcessor
 
     eos = engine.tokenizer.eos_id
-    overlapped = Engine(engine.model, engine.tokenizer, overlap_masks=True)  # the same, masks during the forward pass
-    cpu, wall, wall_overlapped, inside = [], [], [], []
+    in_step = Engine(engine.model, engine.tokenizer, overlap_masks=False)  # the same, masks computed in the step
+    cpu, wall, wall_in_step, inside, inside_in_step, during = [], [], [], [], [], []
     for seed in range(runs):
         config = GenerationConfig(max_new_tokens=new_tokens, temperature=1.0, seed=seed, ignore_eos=True)
         c_cpu, c_wall, results = _timed_generate(engine, batch, config, _NoEarlyEnd(GrammarProcessor(compiled), eos))
         f_cpu, f_wall, _ = _timed_generate(engine, batch, config, None)
-        o_wall = _timed_generate(overlapped, batch, config, _NoEarlyEnd(GrammarProcessor(compiled), eos))[1]
-        timed = _Timed(GrammarProcessor(compiled))  # a run of its own: the timers cost time too
+        s_wall = _timed_generate(in_step, batch, config, _NoEarlyEnd(GrammarProcessor(compiled), eos))[1]
+        # Runs of their own with timers (the timers cost time too): the default, and masks in the step.
+        timed, timed_in_step = _Timed(GrammarProcessor(compiled)), _Timed(GrammarProcessor(compiled))
         _timed_generate(engine, batch, config, _NoEarlyEnd(timed, eos))
+        _timed_generate(in_step, batch, config, _NoEarlyEnd(timed_in_step, eos))
         if any(r.completion_tokens != new_tokens for r in results):
             raise AssertionError("a constrained row ended early; the timing would compare unequal work")
         tokens = batch * new_tokens
         cpu.append((c_cpu / tokens, f_cpu / tokens))
         wall.append((c_wall / tokens, f_wall / tokens))
-        wall_overlapped.append(o_wall / tokens)
+        wall_in_step.append(s_wall / tokens)
         inside.append(timed.seconds / tokens)
+        during.append(timed.prepare_seconds / tokens)
+        inside_in_step.append(timed_in_step.seconds / tokens)
     med = lambda pairs, i: statistics.median(p[i] for p in pairs)  # noqa: E731
     return {
         "batch": batch,
         "tokens_per_run": batch * new_tokens,
+        "masks_overlapped": masks_overlap_by_default() if engine.overlap_masks is None else engine.overlap_masks,
         "free_ms_per_token": round(1e3 * med(wall, 1), 3),
         "constrained_ms_per_token": round(1e3 * med(wall, 0), 3),
         "overhead_pct": round(100 * (med(wall, 0) / med(wall, 1) - 1), 2),
-        "overhead_pct_masks_overlapped": round(100 * (statistics.median(wall_overlapped) / med(wall, 1) - 1), 2),
+        "overhead_pct_masks_in_step": round(100 * (statistics.median(wall_in_step) / med(wall, 1) - 1), 2),
         "free_cpu_ms_per_token": round(1e3 * med(cpu, 1), 3),
         "constrained_cpu_ms_per_token": round(1e3 * med(cpu, 0), 3),
         "overhead_pct_cpu": round(100 * (med(cpu, 0) / med(cpu, 1) - 1), 2),
         "grammar_us_per_token": round(1e6 * statistics.median(inside), 1),
+        "grammar_overlapped_us_per_token": round(1e6 * statistics.median(during), 1),
+        "grammar_us_per_token_masks_in_step": round(1e6 * statistics.median(inside_in_step), 1),
     }
 
 

@@ -13,13 +13,13 @@ generated. Each step the engine calls the processor; for the live rows it
    step's tokens just before the next mask is filled.
 
 Everything in 1 depends only on the tokens already chosen, not on the logits:
-`prepare(rows, generated)` does it ahead, and the decoder calls it while the model
-computes the logits it will mask on the fused step's own thread (batch 1). It also unpacks
-the bitmask with NumPy into a (rows, V) bool mask with the UTF-8 guard's bans folded in,
-and notes the rows with nothing allowed, so `__call__` is left one masked_fill_. Without
-`prepare` (or if the rows are not the ones prepared) `__call__` fills the bitmask itself
-and applies it with XGrammar's kernel, which measured cheaper in the step than
-unpacking; the logits are the same.
+`prepare(rows, generated)` does it ahead, and the decoder calls it while the model computes
+the logits it will mask on the fused step's own thread. The UTF-8 guard's bans are folded
+into the bitmask as cleared bits (NumPy on a few words a row), and the rows with nothing
+allowed are read off it, so the whole mask is the bitmask: `prepared_bitmask` hands it to
+the decoder, which applies it in C++ as the step's logits come out (no torch call at all),
+and `__call__` applies it with XGrammar's kernel (one call) where the decoder does not
+overlap. The logits are the same either way.
 
 Every call into XGrammar crosses its FFI layer, and between two decode steps the model has
 pushed XGrammar's code and tables out of the CPU caches: a fill that takes 1 us in a tight
@@ -90,19 +90,18 @@ class GrammarProcessor(LogitsProcessor):
         self._rows: dict[int, _Row] = {}
         self._pending: list[tuple[_Row, int]] = []  # (row, token) chosen but not yet given to its matcher
         self._ready: tuple[list[int], list[int]] | None = None  # (rows, lengths) the mask was prepared for
-        self._blocked: tuple[torch.Tensor, list[int]] = (torch.zeros(0, dtype=torch.bool), [])  # _unpack's last result
+        self._dead: list[int] = []  # the prepared mask's rows with nothing allowed
         self._stop_ids = frozenset(self._grammars[0].compiled.tokenizer_info.stop_token_ids)
         self._guard = self._grammars[0].guard
         self._bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
-        self._bitmask_words = self._bitmask.numpy()  # the same memory, as NumPy words and bytes
-        self._bitmask_bytes = self._bitmask_words.view(np.uint8)
+        self._bitmask_words = self._bitmask.numpy()  # the same memory, as NumPy words
         # The bits that stand for tokens (the last word has unused high bits).
         valid = np.zeros(32 * self._bitmask_words.shape[1], dtype=np.uint8)
         valid[: self.vocab_size] = 1
         self._valid_bits = np.packbits(valid, bitorder="little").view(np.int32)
         self._kernel = _cpu_kernel()
-        self._never = None if self._guard.never is None else self._guard.never.numpy()
-        self._after_lead = self._guard.after_lead.numpy()
+        self._never_words = None if self._guard.never is None else _allowed_words(self._guard.never.numpy())
+        self._after_lead_words = _allowed_words(self._guard.after_lead.numpy())
         self._batch_fill = self._xgr.BatchGrammarMatcher().batch_fill_next_token_bitmask
         self._batch_accept = self._xgr.BatchGrammarMatcher.batch_accept_token
 
@@ -114,15 +113,8 @@ class GrammarProcessor(LogitsProcessor):
                 "compile it with the model's vocab_size"
             )
         ready, self._ready = self._ready, None
-        if ready is not None and ready[0] == rows and ready[1] == [len(g) for g in generated]:
-            blocked, dead = self._blocked  # prepared during the forward pass: one torch call left
-            if logits.device.type != "cpu":
-                blocked = blocked.to(logits.device, non_blocking=True)
-            logits.masked_fill_(blocked, NEG_INF)
-            return dead
-        # In the step itself, XGrammar's kernel applies the bitmask directly: measured cheaper
-        # here than unpacking it first (docs/grammar.md), and the same logits.
-        leads = self._fill(rows, generated)
+        # Prepared during the forward pass, or filled now: either way one call applies the bitmask.
+        dead = self._dead if self._is_ready(ready, rows, generated) else self._fill(rows, generated)
         bitmask = self._bitmask  # rows 0..n-1 are this step's; no slicing, which is one more torch call
         if self._kernel is not None and logits.device.type == "cpu" and logits.dtype == torch.float32:
             words = bitmask.shape[1]
@@ -130,28 +122,28 @@ class GrammarProcessor(LogitsProcessor):
                          width, None, "float32")
         else:
             self._xgr.apply_token_bitmask_inplace(logits, bitmask[:n].to(logits.device, non_blocking=True))
-        guard = self._guard
-        if guard.never is not None or leads:
-            if guard.never is not None:
-                logits.masked_fill_(guard.never.to(logits.device), NEG_INF)
-            for i in leads:
-                logits[i].masked_fill_(guard.after_lead.to(logits.device), NEG_INF)
-            return None  # the guard may have blocked a row's last tokens: the engine looks
-        # Nothing allowed = no bit set among the vocabulary's: one NumPy call on 12 words a row.
-        allowed = np.bitwise_and(self._bitmask_words[:n], self._valid_bits).any(axis=1)
-        return np.flatnonzero(~allowed).tolist() if not allowed.all() else []
+        return dead
 
     def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
         """The next `__call__`'s mask, now: the decoder calls this while the forward pass runs
-        on the fused step's thread. Accept the step's tokens, fill the bitmask, unpack it."""
+        on the fused step's thread. Accept the step's tokens, fill the bitmask."""
         self._ready = None
-        leads = self._fill(rows, generated)
-        self._blocked = self._unpack(len(rows), leads)
+        self._dead = self._fill(rows, generated)
         self._ready = (list(rows), [len(g) for g in generated])  # only a finished mask counts as prepared
 
+    def prepared_bitmask(self, rows: Sequence[int], generated: Sequence[Sequence[int]]
+                         ) -> tuple[torch.Tensor, list[int]] | None:
+        ready, self._ready = self._ready, None
+        return (self._bitmask, self._dead) if self._is_ready(ready, rows, generated) else None
+
+    @staticmethod
+    def _is_ready(ready: tuple[list[int], list[int]] | None, rows: Sequence[int],
+                  generated: Sequence[Sequence[int]]) -> bool:
+        return ready is not None and ready[0] == list(rows) and ready[1] == [len(g) for g in generated]
+
     def _fill(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[int]:
-        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed);
-        returns the rows that end in the lead byte 0xED."""
+        """The pending tokens to the matchers, then one bitmask row per row (bit 1: allowed),
+        with the UTF-8 guard's bans folded in; returns the rows with nothing allowed."""
         self._flush()
         n = len(rows)
         self._reserve(n)
@@ -167,30 +159,20 @@ class GrammarProcessor(LogitsProcessor):
             matchers[0].fill_next_token_bitmask(self._bitmask, 0)
         else:
             self._batch_fill(matchers, self._bitmask)
-        return leads
+        words = self._bitmask_words[:n]
+        # The guard's bans as cleared bits: a NumPy call on 12 words a row, not a torch call on V logits.
+        if self._never_words is not None:
+            np.bitwise_and(words, self._never_words, out=words)
+        for i in leads:
+            np.bitwise_and(words[i], self._after_lead_words, out=words[i])
+        # Nothing allowed = no bit set among the vocabulary's.
+        allowed = np.bitwise_and(words, self._valid_bits).any(axis=1)
+        return np.flatnonzero(~allowed).tolist() if not allowed.all() else []
 
     def _reserve(self, n: int) -> None:
         if self._bitmask.shape[0] < n:
             self._bitmask = self._xgr.allocate_token_bitmask(n, self.vocab_size)
             self._bitmask_words = self._bitmask.numpy()
-            self._bitmask_bytes = self._bitmask_words.view(np.uint8)
-
-    def _unpack(self, n: int, leads: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
-        """The first n bitmask rows as a (n, V) bool tensor, True where the logit must become
-        -inf (the UTF-8 guard's bans folded in; rows `leads` end in the lead byte 0xED), and
-        the rows with nothing allowed. NumPy, not torch: a handful of calls of about a
-        microsecond each, which `prepare` makes while the forward pass runs, so
-        the step itself applies the mask with one masked_fill_ and checks no row for -inf.
-        XGrammar's bitmask is little-endian int32 words: token t is bit t % 32 of word t // 32."""
-        bits = np.unpackbits(self._bitmask_bytes[:n], axis=1, count=self.vocab_size, bitorder="little")
-        blocked = bits == 0
-        if self._never is not None:
-            blocked |= self._never
-        for i in leads:
-            blocked[i] |= self._after_lead
-        empty = blocked.all(axis=1)
-        dead = np.flatnonzero(empty).tolist() if empty.any() else []
-        return torch.from_numpy(blocked), dead
 
     def advance(self, row: int, token_id: int) -> None:
         self._ready = None
@@ -248,6 +230,13 @@ class GrammarProcessor(LogitsProcessor):
         if prompt >= len(self._grammars):
             raise TinyLMError(f"{len(self._grammars)} grammars were given, but prompt {prompt} has none")
         return self._grammars[prompt]
+
+
+def _allowed_words(banned: np.ndarray) -> np.ndarray:
+    """A (V,) bool ban as bitmask words with the banned tokens' bits 0 and every other bit 1."""
+    bits = np.ones(32 * ((banned.shape[0] + 31) // 32), dtype=np.uint8)
+    bits[: banned.shape[0]] = ~banned
+    return np.packbits(bits, bitorder="little").view(np.int32)
 
 
 def _check_accepted(tokens: Sequence[int], accepted: Sequence[Any]) -> None:

@@ -23,17 +23,14 @@ temperature, seed, stop strings or grammar. A step:
   bucket is every unseeded group with equal sampling settings (one call for all greedy
   rows, say) or a single seeded group (its own generator, so a seed gives the same text
   however the batch around it changes).
-- masks off the critical path, on request: with `overlap_masks=True` a batch of one row
-  on the fused step (below) runs the forward pass on the step's own C++ thread
-  (`FusedDecodeStep.start`), and meanwhile this thread lets each processor that
-  `prepares` (a grammar) compute the next step's mask; neither side needs the other or
-  the GIL until `finish`. The tokens are the same either way. It needs a core really
-  free: on the shared 2-core machine it was measured on it cut a grammar's cost by half
-  in one run and made steps 2-4x slower in another, where the two threads shared a core
-  (docs/grammar.md), hence off by default. Batches of several rows compute their masks in
-  the step: overlapping them was measured (slower) only while such batches ran the PyTorch
-  model, which needs the GIL between its kernels; the fused step for several rows
-  (`step_rows`) releases it, and has no threaded variant yet.
+- masks off the critical path: where a core is free for it (`overlap_masks`, by default
+  when the process may run on more cores than torch's threads use), a batch whose rows all
+  belong to one group with a processor that `prepares` (a grammar) runs the fused step on its
+  own C++ thread (`FusedDecodeStep.start`), any number of rows; meanwhile this thread lets
+  the processor compute the next step's mask, and the processor's packed bitmask is applied
+  in C++ as the logits come out (`finish`), so the step pays no torch call for it. Neither
+  side needs the other or the GIL until `finish`. The tokens are the same either way.
+  Batches that mix groups compute their masks in the step.
 
 The decode steps of a llama-style model prepared for inference (any number of rows, padded
 or not) run through the fused C++ decode step (tinylm.transforms.decode_step) instead of the
@@ -49,6 +46,7 @@ remaining row needs is trimmed, so the cache is never longer than its longest li
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,9 +81,16 @@ class _Part:
     generator: torch.Generator | None = None
 
 
+def masks_overlap_by_default() -> bool:
+    """Whether the decoder overlaps masks unless told (`overlap_masks=None`): when the process may
+    run on a core besides those torch's threads use, for the step's thread."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores > torch.get_num_threads()
+
+
 class ContinuousBatch:
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
-        self.model, self.tokenizer, self.overlap_masks = model, tokenizer, overlap_masks
+    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool | None = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
         self._rows: list[Row] = []  # live rows, in the order of the cache's batch rows
         self._cache: KVCache | None = None
         self._logits: torch.Tensor | None = None  # (B, V): each live row's next-token logits
@@ -93,6 +98,10 @@ class ContinuousBatch:
         self._masking: list[_Part] = []  # groups with a processor
         self._buckets: list[_Part] = []
         self._fused = fused_decode_step(model)  # None: every step runs the PyTorch model
+        # The rows left with nothing allowed by the mask the last forward pass's finish applied,
+        # or None: the logits are not masked yet (cleared whenever the rows change).
+        self._premasked: list[int] | None = None
+        self.overlap_masks = masks_overlap_by_default() if overlap_masks is None else overlap_masks
 
     @property
     def num_rows(self) -> int:
@@ -157,10 +166,13 @@ class ContinuousBatch:
             return []
         logits = self._logits
         dead: set[int] = set()
-        for part in self._masking:
+        premasked, self._premasked = self._premasked, None
+        for part in self._masking if premasked is None else ():
             processor = part.group.processor
             ids, generated = [rows[i].local for i in part.positions], [rows[i].tokens for i in part.positions]
             dead.update(part.positions[d] for d in mask_rows(processor, logits, ids, generated, part.index))
+        if premasked is not None:
+            dead.update(premasked)
         tokens = self._draw(logits)
 
         events, keep = [], []
@@ -177,13 +189,8 @@ class ContinuousBatch:
             if self._fused is None:
                 out, _ = self.model(tokens[:, None], cache=self._cache, last_only=True)
                 self._logits = out[:, -1]
-            elif (self.overlap_masks and len(self._rows) == 1 and self._cache.pad is None
-                  and any(part.group.processor.prepares for part in self._masking)):
-                self._fused.start(int(tokens[0]), self._cache)  # the forward pass on the step's thread
-                try:
-                    self._prepare_masks()  # meanwhile, here, the next step's masks
-                finally:
-                    self._logits = self._fused.finish()
+            elif self._overlaps():
+                self._overlapped_step(tokens)
             else:
                 self._logits = self._fused.step_rows(tokens, self._cache)
         return events
@@ -203,13 +210,29 @@ class ContinuousBatch:
             tokens[part.index] = select_tokens(sub, cfg, part.generator)
         return tokens
 
-    def _prepare_masks(self) -> None:
-        """Let each processor that prepares compute the next step's mask (during the forward pass)."""
-        for part in self._masking:
-            processor = part.group.processor
-            if processor.prepares:
-                rows = [self._rows[i] for i in part.positions]
-                processor.prepare([r.local for r in rows], [r.tokens for r in rows])
+    def _overlaps(self) -> bool:
+        """Whether this step computes the next mask during the forward pass (see the module notes)."""
+        return (self.overlap_masks and len(self._masking) == 1 and self._masking[0].index is None
+                and self._masking[0].group.processor.prepares)
+
+    def _overlapped_step(self, tokens: torch.Tensor) -> None:
+        """The forward pass on the step's thread while the processor prepares the next mask here;
+        a prepared bitmask is applied by `finish`, and the next step does not mask again."""
+        processor = self._masking[0].group.processor
+        rows = self._rows
+        self._fused.start(tokens, self._cache)
+        prepared = None
+        try:
+            ids, generated = [r.local for r in rows], [r.tokens for r in rows]
+            processor.prepare(ids, generated)
+            prepared = processor.prepared_bitmask(ids, generated)
+        finally:
+            self._logits = self._fused.finish(None if prepared is None else prepared[0])
+        if prepared is not None:
+            dead = prepared[1]
+            if dead:
+                self._logits[dead] = 0.0  # finite, as mask_rows leaves them: the row ends, nothing is drawn
+            self._premasked = dead
 
     # --- batch bookkeeping -------------------------------------------------------------------
 
@@ -232,6 +255,7 @@ class ContinuousBatch:
 
     def _layout(self) -> None:
         """Which positions each processor masks and each draw covers (after the rows changed)."""
+        self._premasked = None  # rows joined or left: every processor masks its rows again
         device = self._logits.device
         n = len(self._rows)
         groups: dict[Group, list[int]] = {}

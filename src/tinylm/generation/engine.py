@@ -29,11 +29,11 @@ from tinylm.tokenizers import Tokenizer
 
 
 class Engine:
-    """`overlap_masks`: compute grammar masks while the forward pass runs on another thread, at
-    batch 1 on the fused step (see continuous.py); it needs a free core, so it is off by
-    default. The results are the same."""
+    """`overlap_masks`: compute grammar masks while the forward pass runs on the fused step's own
+    C++ thread (see continuous.py); None (the default) turns it on where a core is free for that
+    thread beside torch's threads. The results are the same either way."""
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool = False) -> None:
+    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, overlap_masks: bool | None = None) -> None:
         if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
             raise TinyLMError(
                 f"the tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}"

@@ -23,7 +23,10 @@ Overlap. A processor whose mask takes real work (a grammar's bitmask) may also i
 while the model's forward pass runs on another thread (the fused C++ step, which needs
 neither the GIL nor this thread): it computes what the next `__call__` needs, so that call
 has little left to do. `__call__` must give the same mask whether or not `prepare` ran (the
-decoder prepares only where it can overlap, and rows can change before `__call__`).
+decoder prepares only where it can overlap, and rows can change before `__call__`). A processor
+whose whole mask is a packed bitmask may also hand it over, `prepared_bitmask(rows, generated)`:
+the decoder then masks the logits in C++ as the fused step returns them (`FusedDecodeStep.finish`)
+and does not call `__call__` for that step.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ class LogitsProcessor(ABC):
 
     def prepare(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> None:
         """Optional: get ready for the next `__call__` with exactly these rows (see Overlap)."""
+
+    def prepared_bitmask(self, rows: Sequence[int], generated: Sequence[Sequence[int]]
+                         ) -> tuple[torch.Tensor, list[int]] | None:
+        """Optional, after `prepare`: the whole mask `__call__` would apply to exactly these rows,
+        as a packed bitmask (at least len(rows) rows of ceil(V / 32) int32 words; bit t % 32 of
+        word t // 32 set where token t is allowed), and the rows i with nothing allowed; or None
+        (then the decoder calls `__call__`). The decoder calls it at most once per prepare."""
+        return None
 
     @property
     def prepares(self) -> bool:

@@ -46,6 +46,7 @@ from tinylm.transforms.quantize import Int4Linear, Int8Linear, QuantizedEmbeddin
 
 _NO_SCALE = torch.empty(0)
 _NO_PAD = torch.empty(0, dtype=torch.long)
+_NO_MASK = torch.empty(0, 0, dtype=torch.int32)
 # Inputs per activation scale when the step quantizes activations (llama.cpp's Q8_0 block); int4
 # weights run in the step only with groups of this size, so each group meets one activation block.
 ACTIVATION_BLOCK = 32
@@ -55,8 +56,8 @@ class FusedDecodeStep:
     """`step(token, cache)`: the next-token logits (1, vocab) of a one-row batch, after
     writing the token's keys and values into `cache` and advancing it; `step_rows(tokens, cache)`
     the same for a (B,) tensor of tokens, one per row of `cache`: (B, vocab). `start` + `finish`:
-    `step` on a C++ thread of its own, so the caller can work meanwhile (the decoder
-    computes a grammar's next mask there)."""
+    `step_rows` on a C++ thread of its own, so the caller can work meanwhile (the decoder
+    computes a grammar's next mask there, and `finish` applies it to the logits)."""
 
     def __init__(self, kernel: object, block_size: int) -> None:
         self._kernel = kernel
@@ -76,35 +77,43 @@ class FusedDecodeStep:
         cache.advance(1)
         return logits
 
-    def start(self, token: int, cache: KVCache) -> None:
-        """`step` on the process's step thread: returns at once; `finish()` returns the logits.
-        Until then nothing may read or write `cache` (it is already advanced). While another
-        decoder holds the thread (batches stepped from several Python threads), the step runs
-        here instead, and `finish` returns its logits."""
+    def start(self, tokens: torch.Tensor | int, cache: KVCache) -> None:
+        """`step_rows` (or `step` for an int) on the process's step thread: returns at once;
+        `finish()` returns the logits. Until then nothing may read or write `cache` (it is
+        already advanced). While another decoder holds the thread (batches stepped from several
+        Python threads), the step runs here instead, and `finish` returns its logits."""
         if self._running or self._logits is not None:
             raise RuntimeError("StepThread: finish() the running step first")
         slot = self._slot(cache)
+        tokens = torch.tensor([tokens]) if isinstance(tokens, int) else tokens.reshape(-1).to(torch.long)
+        pad = _NO_PAD if cache.pad is None else cache.pad.to(torch.long)
         if _thread_free.acquire(blocking=False):
             try:
-                _step_thread().start(self._kernel, token, slot, cache.k, cache.v)
+                _step_thread().start(self._kernel, tokens, slot, cache.k, cache.v, pad)
             except BaseException:
                 _thread_free.release()
                 raise
             self._running = True
         else:
-            self._logits = self._kernel.step(token, slot, cache.k, cache.v)
+            self._logits = self._kernel.step_rows(tokens, slot, cache.k, cache.v, pad)
         cache.advance(1)
 
-    def finish(self) -> torch.Tensor:
+    def finish(self, bitmask: torch.Tensor | None = None) -> torch.Tensor:
+        """The started step's logits (B, vocab); with `bitmask` (at least B rows of ceil(vocab /
+        32) int32 words, bit t % 32 of word t // 32 set where token t is allowed: XGrammar's
+        layout), every token whose bit is 0 gets -inf, in C++ as the logits come out."""
+        mask = _NO_MASK if bitmask is None else bitmask
         if self._running:
             self._running = False
             try:
-                return _step_thread().finish()
+                return _step_thread().finish(mask)
             finally:
                 _thread_free.release()
         logits, self._logits = self._logits, None
         if logits is None:
             raise RuntimeError("StepThread: no step was started")
+        if bitmask is not None:
+            apply_bitmask(logits, bitmask)
         return logits
 
     def _slot(self, cache: KVCache) -> int:
@@ -187,6 +196,16 @@ def fused_decode_step(model: GPT | object, *, quantize_activations: bool = True,
                             model.norm_f.weight.detach(), model.rope.cos, model.rope.sin, cfg.n_head, cfg.kv_heads,
                             eps.pop(), quantize_activations, vnni and ext.vnni)
     return FusedDecodeStep(kernel, cfg.block_size)
+
+
+def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
+    """logits (B, V) float32 on the CPU, in place: -inf wherever `bitmask`'s bit is 0 (the layout
+    of `FusedDecodeStep.finish`); the step's own loop, which `finish` uses (tests compare it with
+    torch's masking)."""
+    kernels = decode_kernels()
+    if kernels is None:
+        raise RuntimeError("the decode step's kernels are not available")
+    kernels.apply_bitmask(logits, bitmask)
 
 
 def _matrix(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -623,14 +623,37 @@ class DecodeStep {
 };
 
 
-// DecodeStep::step on a thread of its own: `start` hands it a step and returns at once, `finish`
-// waits for the logits. The caller meanwhile does what does not depend on them: the decoder
-// computes a grammar's next bitmask there (tinylm/generation/continuous.py). The thread never
-// touches Python, so neither side waits for the GIL. Waking a sleeping thread costs tens of
-// microseconds on a virtual machine (docs/grammar.md), a fifth of a step, so between steps the
-// thread spins, and only after 2 ms without work does it sleep; `finish` spins the same way.
-// One thread serves the process (tinylm/transforms/decode_step.py): a new thread's first
-// parallel loop costs milliseconds (ATen sets up its thread state), more than a short generation.
+// Sets logits[r, t] = -inf wherever bit t % 32 of word t / 32 of bitmask row r is 0: a grammar's
+// packed mask (XGrammar's layout, little-endian int32 words) applied to (B, V) float32 logits in
+// place. The decoder masks here, right where the step's logits come out, instead of through torch
+// calls on the Python side: each of those costs microseconds just after the forward pass.
+void apply_bitmask(torch::Tensor logits, torch::Tensor bitmask) {
+  TORCH_CHECK(logits.dim() == 2 && logits.scalar_type() == torch::kFloat && logits.stride(1) == 1,
+              "logits must be (B, V) float32 with contiguous rows");
+  TORCH_CHECK(bitmask.dim() == 2 && bitmask.scalar_type() == torch::kInt && bitmask.stride(1) == 1 &&
+              bitmask.size(0) >= logits.size(0) && bitmask.size(1) * 32 >= logits.size(1),
+              "bitmask must be (at least B, ceil(V / 32)) int32 with contiguous rows");
+  const int64_t B = logits.size(0), V = logits.size(1);
+  float* out = logits.data_ptr<float>();
+  const int32_t* words = bitmask.data_ptr<int32_t>();
+  for (int64_t r = 0; r < B; ++r) {
+    float* row = out + r * logits.stride(0);
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(words + r * bitmask.stride(0));
+    for (int64_t t = 0; t < V; ++t)
+      if (!((w[t >> 5] >> (t & 31)) & 1u)) row[t] = -INFINITY;
+  }
+}
+
+// DecodeStep::step_rows on a thread of its own: `start` hands it a step and returns at once,
+// `finish` waits for the logits and applies a grammar's bitmask to them if given one. The caller
+// meanwhile does what does not depend on the logits: the decoder computes the grammar's next
+// bitmask there (tinylm/generation/continuous.py). The thread never touches Python, so neither
+// side waits for the GIL. Waking a sleeping thread costs tens of microseconds on a virtual machine
+// (docs/grammar.md), a fifth of a step, so between steps the thread spins, and only after 2 ms
+// without work does it sleep; `start` then touches the mutex only when the thread sleeps, and
+// `finish` spins too. One thread serves the process (tinylm/transforms/decode_step.py): a new
+// thread's first parallel loop costs milliseconds (ATen sets up its thread state), more than a
+// short generation.
 class StepThread {
  public:
   StepThread() : thread_([this] { run(); }) {}
@@ -644,27 +667,35 @@ class StepThread {
     thread_.join();  // at once: the thread checks stop_ while it spins and while it sleeps
   }
 
-  void start(DecodeStep& step, int64_t token, int64_t slot, torch::Tensor k_cache, torch::Tensor v_cache) {
+  // tokens (B,) int64 and pad as DecodeStep::step_rows takes them.
+  void start(DecodeStep& step, torch::Tensor tokens, int64_t slot, torch::Tensor k_cache, torch::Tensor v_cache,
+             torch::Tensor pad) {
     TORCH_CHECK(state_.load() == kIdle, "StepThread: finish() the running step first");
     step_ = &step;
-    token_ = token;
+    tokens_ = std::move(tokens);
     slot_ = slot;
     k_ = std::move(k_cache);
     v_ = std::move(v_cache);
+    pad_ = std::move(pad);
     threads_ = at::get_num_threads();  // the caller's setting: OpenMP keeps one per thread
-    {
-      std::lock_guard<std::mutex> lock(mutex_);  // a sleeping thread checks state_ under the lock
-      state_.store(kQueued);
+    // seq_cst store, then load: either this sees the thread going to sleep, or the thread's check
+    // under the mutex sees kQueued (run() stores sleeping_, then loads state_).
+    state_.store(kQueued);
+    if (sleeping_.load()) {
+      { std::lock_guard<std::mutex> lock(mutex_); }
+      wake_.notify_one();
     }
-    wake_.notify_one();
   }
 
-  torch::Tensor finish() {
+  // The logits of the started step; with a non-empty bitmask (rows x words int32), masked by it.
+  torch::Tensor finish(torch::Tensor bitmask) {
     TORCH_CHECK(state_.load() != kIdle, "StepThread: no step was started");
     for (int spins = 0; state_.load(std::memory_order_acquire) != kDone; ++spins) pause(spins);
-    state_.store(kIdle);  // k_ and v_ are let go at the next start, which holds the GIL
+    state_.store(kIdle);  // tokens_, k_ and v_ are let go at the next start, which holds the GIL
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
-    return std::move(logits_);
+    torch::Tensor logits = std::move(logits_);
+    if (bitmask.numel()) apply_bitmask(logits, bitmask);
+    return logits;
   }
 
  private:
@@ -689,7 +720,9 @@ class StepThread {
         pause(spins);
       if (state_.load(std::memory_order_acquire) != kQueued) {
         std::unique_lock<std::mutex> lock(mutex_);
+        sleeping_.store(true);
         wake_.wait(lock, [this] { return stop_.load() || state_.load() == kQueued; });
+        sleeping_.store(false);
       }
       if (stop_.load()) return;  // a queued step is not run: finish() cannot be called any more
       try {
@@ -698,7 +731,7 @@ class StepThread {
         // ATen's process-wide thread pool.
         if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
 #endif
-        logits_ = step_->step(token_, slot_, k_, v_);
+        logits_ = step_->step_rows(tokens_, slot_, k_, v_, pad_);
       } catch (...) {
         error_ = std::current_exception();
       }
@@ -709,12 +742,13 @@ class StepThread {
   static constexpr std::chrono::milliseconds kSpin{2};
   DecodeStep* step_ = nullptr;
   std::atomic<int> state_{kIdle};
+  std::atomic<bool> sleeping_{false};  // the thread waits on wake_: start must notify it
   std::mutex mutex_;
   std::condition_variable wake_;
   std::atomic<bool> stop_{false};  // set by the destructor, which then waits no longer than a step
-  int64_t token_ = 0, slot_ = 0;
+  int64_t slot_ = 0;
   int threads_ = 1;
-  torch::Tensor k_, v_, logits_;
+  torch::Tensor tokens_, k_, v_, pad_, logits_;
   std::exception_ptr error_;
   std::thread thread_;  // last: it starts running once the members above exist
 };
@@ -741,6 +775,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("vnni") = false;
 #endif
   m.def("matvec", &matvec);
+  m.def("apply_bitmask", &apply_bitmask, pybind11::call_guard<pybind11::gil_scoped_release>());
   pybind11::class_<DecodeStep>(m, "DecodeStep")
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>, torch::Tensor,
                           torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t, double, bool, bool>())
