@@ -196,3 +196,23 @@ def test_an_error_in_prepare_surfaces_and_the_step_thread_stays_usable(fused_mod
     with pytest.raises(ValueError, match="prepare failed"):
         engine.generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10), Alternating(3))
     assert len(engine.generate([[5, 6]], GenerationConfig(temperature=0, max_new_tokens=10), Alternating())[0].token_ids) == 10
+
+
+def test_masks_overlap_by_default_only_where_a_core_is_free_for_the_step_thread(fused_model, monkeypatch):
+    """overlap_masks=None (the default) overlaps when the process may use more cores than
+    torch's threads; an explicit True or False is kept whatever the cores."""
+    import os
+
+    import torch
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert ContinuousBatch(fused_model, TOK).overlap_masks is True
+        assert ContinuousBatch(fused_model, TOK, overlap_masks=False).overlap_masks is False
+        torch.set_num_threads(2)
+        assert ContinuousBatch(fused_model, TOK).overlap_masks is False
+        assert ContinuousBatch(fused_model, TOK, overlap_masks=True).overlap_masks is True
+    finally:
+        torch.set_num_threads(before)
