@@ -7,8 +7,10 @@ parameters), a byte-level BPE of 512 tokens (chosen over characters by measureme
 schedule is fitted to (the demo: 600 s). Muon + QK-norm replaced AdamW at 3e-3 on
 2026-12-03: side by side for 600 s on one thread, validation loss 0.028 vs 0.225 and
 validation block exact match 0.71 vs 0.06, although a Muon step costs about 1.15x an AdamW
-step (3 300 vs 3 770 tokens/s). Figures: docs/code2.md "Beyond the templates". `tinylm code2 train --preset thesis|full` and
-`tinylm train --recipe code2-thesis|code2-full` run them (tasks/code2/train.py).
+step (3 300 vs 3 770 tokens/s). Batch 128 and template_share 0.5 were measured against this
+recipe side by side the same night and neither beat it clearly (docs/code2.md "Template share
+and batch size"). Figures: docs/code2.md "Beyond the templates". `tinylm code2 train --preset
+thesis|full` and `tinylm train --recipe code2-thesis|code2-full` run them (tasks/code2/train.py).
 
 The `task` table of a recipe holds what only CODE-2 training needs: which dataset
 (preset, style, size, seed; both recipes train on the broad style: templates and paraphrases),
@@ -51,6 +53,8 @@ class Code2Settings:
     # broad style's own 0.3 by putting blocks of the templates style's training split in place of
     # broad ones (train.with_template_share); validation and test splits stay the broad style's,
     # so runs with different shares are chosen on the same validation blocks. None = 0.3.
+    # 0.5 against 0.3 in two side-by-side pairs (600 s, one thread): block EM +0.076 and +0.020
+    # (the second within noise): not a clear win, so the recipes leave it at None.
     template_share: float | None = None
 
     def __post_init__(self) -> None:
@@ -76,7 +80,9 @@ class Code2Settings:
 # QK-norm and Muon (the hidden matrices; AdamW on the rest) at lr 6e-3: issue 17's CPU speedrun
 # combination. Against AdamW at 3e-3, side by side for 600 s on one thread (docs/code2.md
 # "Beyond the templates"): validation loss 0.028 vs 0.225 and validation block EM 0.71 vs 0.06,
-# although a Muon step costs about 1.2x an AdamW step.
+# although a Muon step costs about 1.2x an AdamW step. Batch 64 was kept against batch 128 (lr
+# 8e-3, 50 warm-up steps), side by side for 600 s on one thread: validation block EM 0.882 vs
+# 0.860 on as many lines, and at two threads batch 128 gets no more rows a second (237 vs 271).
 _MODEL = {"n_kv_head": None, "block_size": 256, "qk_norm": True}
 _TRAIN = dict(max_steps=8000, batch_size=64, optimizer="muon", lr=6e-3, min_lr=6e-4, warmup_steps=100, weight_decay=0.0,
               grad_clip=1.0, eval_every=1000, eval_batches=10, log_every=100, time_budget_s=900.0)
